@@ -1,0 +1,9 @@
+"""kronjit: Numba-compiled parallel kernels for structured matrices."""
+from ._runtime import get_num_threads, num_threads, set_num_threads
+from ._info import info
+from .dense import kron
+
+__version__ = "0.1.0"
+
+__all__ = ["kron", "info", "get_num_threads", "set_num_threads", "num_threads",
+           "__version__"]

@@ -1,0 +1,108 @@
+"""Python-side checks shared by every public function.
+
+Kernels never see a bad argument and never decide a dtype: everything here
+runs before any output memory is allocated or written.
+"""
+import math
+import os
+import sys
+
+import numpy as np
+
+__all__ = ["KERNEL_DTYPES", "available_memory", "check_out", "ensure_allocatable",
+           "format_bytes"]
+
+#: Result dtypes the jitted kernels handle (native byte order).  Anything else
+#: (float16, longdouble, object, datetime, ...) is left to the reference.
+KERNEL_DTYPES = frozenset(np.dtype(c) for c in "?bBhHiIlLqQfdFD")
+
+# Outputs below this size are not checked against available memory: reading
+# /proc costs more than such an allocation, and it cannot fail for lack of RAM.
+_MEMORY_CHECK_MIN_BYTES = 1 << 26
+
+
+def format_bytes(n):
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
+        if abs(n) < 1024 or unit == "EiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} EiB"  # pragma: no cover
+
+
+def _read_int(path):
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def available_memory():
+    """Bytes this process can still allocate, or None if unknown.
+
+    The smaller of the system's MemAvailable and the room left under a cgroup
+    (v2 or v1) memory limit, so that containers report their own limit.
+    """
+    candidates = []
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    candidates.append(int(line.split()[1]) * 1024)
+                    break
+    except OSError:
+        pass
+    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        limit, usage = _read_int(limit_file), _read_int(usage_file)
+        if limit is not None and usage is not None and limit < (1 << 60):
+            candidates.append(max(limit - usage, 0))
+    if not candidates and hasattr(os, "sysconf"):
+        try:
+            candidates.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (ValueError, OSError):
+            pass
+    return min(candidates) if candidates else None
+
+
+def ensure_allocatable(shape, dtype, what):
+    """Raise MemoryError, naming shape and bytes, if an array cannot be allocated.
+
+    Sizes are computed with Python integers, so shapes whose byte count
+    overflows int64 are caught too.
+    """
+    nbytes = math.prod(shape) * np.dtype(dtype).itemsize
+    if nbytes < _MEMORY_CHECK_MIN_BYTES:
+        return nbytes
+    if nbytes > sys.maxsize:
+        raise MemoryError(f"{what} of shape {tuple(shape)} and dtype {np.dtype(dtype)} would need "
+                          f"{nbytes} bytes ({format_bytes(nbytes)}), more than any array can hold")
+    avail = available_memory()
+    if avail is not None and nbytes > avail:
+        raise MemoryError(f"{what} of shape {tuple(shape)} and dtype {np.dtype(dtype)} would need "
+                          f"{nbytes} bytes ({format_bytes(nbytes)}), but only {avail} bytes "
+                          f"({format_bytes(avail)}) of memory are available")
+    return nbytes
+
+
+def check_out(out, shape, dtype, inputs, name="out"):
+    """Check a user-supplied output array before anything is written to it."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(out).__name__}")
+    if out.shape != tuple(shape):
+        raise ValueError(f"{name} has shape {out.shape}, expected {tuple(shape)}")
+    if out.dtype != dtype:
+        raise TypeError(f"{name} has dtype {out.dtype}, expected {np.dtype(dtype)} "
+                        "(the result dtype of the inputs)")
+    if not out.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous")
+    if not out.flags.writeable:
+        raise ValueError(f"{name} is read-only")
+    if not out.flags.aligned:
+        raise ValueError(f"{name} must be aligned")
+    for i, x in enumerate(inputs):
+        if isinstance(x, np.ndarray) and np.may_share_memory(out, x):
+            raise ValueError(f"{name} overlaps input {i}; pass an array that shares no memory "
+                             "with the inputs")

@@ -1,0 +1,172 @@
+"""The comparison study: ``python -m kronjit compare``.
+
+Each case times kronjit against its reference side by side: both are warmed
+up (so JIT compilation is never timed), then run alternately, and the table
+reports medians over repeats of each time and of each repeat's ratio.  The
+limit column is the machine's write bandwidth: the time ``ndarray.fill``
+takes on an array of the output's size (a fresh array for calls that
+allocate, the same buffer for ``out=`` calls) divided by kronjit's time.
+"""
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["Case", "cases", "run_case", "run", "add_arguments"]
+
+
+@dataclass
+class Case:
+    """One comparison: ``setup()`` returns (reference, kronjit, fill) callables."""
+    family: str
+    name: str
+    reference: str
+    setup: callable
+    quick: bool = False  # part of the --quick set
+    params: dict = field(default_factory=dict)
+
+
+def _chained_np_kron(factors):
+    result = factors[0]
+    for f in factors[1:]:
+        result = np.kron(result, f)
+    return result
+
+
+def _dense_case(shapes, dtype="float64", use_out=False, quick=False):
+    label = "⊗".join("x".join(map(str, s)) for s in shapes)
+    name = f"{label} {dtype}" + (" out=" if use_out else "")
+
+    def setup():
+        from .dense import kron
+        rng = np.random.default_rng(0)
+        factors = [rng.standard_normal(s).astype(dtype) for s in shapes]
+        expected = _chained_np_kron(factors)
+        got = kron(*factors)
+        if got.dtype != expected.dtype or not np.array_equal(got, expected):
+            raise AssertionError(f"kronjit.kron disagrees with np.kron on {name}")
+        if use_out:
+            buf = np.empty_like(expected)
+            return (lambda: _chained_np_kron(factors),
+                    lambda: kron(*factors, out=buf),
+                    lambda: buf.fill(1))
+        return (lambda: _chained_np_kron(factors),
+                lambda: kron(*factors),
+                lambda: np.empty(expected.shape, expected.dtype).fill(1))
+
+    ref = "np.kron" if len(shapes) == 2 else "chained np.kron"
+    return Case("dense", name, ref, setup, quick,
+                {"shapes": [list(s) for s in shapes], "dtype": dtype, "out": use_out})
+
+
+def cases():
+    """The default study, family by family."""
+    return [
+        _dense_case([(8, 8), (8, 8)], quick=True),
+        _dense_case([(64, 64), (64, 64)]),
+        _dense_case([(64, 64), (64, 64)], use_out=True),
+        _dense_case([(1000, 1000), (4, 4)]),
+        _dense_case([(1000, 1000), (4, 4)], use_out=True),
+        _dense_case([(2000, 2000), (2, 2)]),
+        _dense_case([(2000, 2000), (2, 2)], use_out=True),
+        _dense_case([(16, 16)] * 3),
+        _dense_case([(32, 32), (32, 32)], quick=True),
+        _dense_case([(32, 32), (32, 32)], use_out=True, quick=True),
+        _dense_case([(300, 300), (4, 4)], quick=True),
+        _dense_case([(8, 8)] * 3, quick=True),
+        _dense_case([(64, 64), (64, 64)], dtype="float32"),
+        _dense_case([(64, 64), (64, 64)], dtype="complex128"),
+        _dense_case([(32, 32), (32, 32)], dtype="complex128", quick=True),
+    ]
+
+
+def _time(fn, inner):
+    t0 = time.perf_counter()
+    for _ in range(inner):
+        fn()
+    return (time.perf_counter() - t0) / inner
+
+
+def run_case(case, repeat=7, min_time=0.02):
+    """Time one case; return a dict of medians (seconds) and ratios."""
+    reference, candidate, fill = case.setup()
+    reference(), candidate(), fill()  # warm-up: compilation, page cache
+    t_one = max(_time(reference, 1), _time(candidate, 1), 1e-7)
+    inner = max(1, math.ceil(min_time / t_one))  # batch tiny calls above timer noise
+    ref_t, new_t, fill_t, ratios, fills = [], [], [], [], []
+    for _ in range(repeat):
+        r, c, f = _time(reference, inner), _time(candidate, inner), _time(fill, inner)
+        ref_t.append(r), new_t.append(c), fill_t.append(f)
+        ratios.append(r / c), fills.append(f / c)
+    return {
+        "family": case.family, "case": case.name, "reference": case.reference,
+        "params": case.params, "repeat": repeat, "inner": inner,
+        "reference_s": float(np.median(ref_t)), "kronjit_s": float(np.median(new_t)),
+        "fill_s": float(np.median(fill_t)),
+        "speedup": float(np.median(ratios)), "fill_fraction": float(np.median(fills)),
+    }
+
+
+def _fmt_time(s):
+    for unit, scale in (("s", 1), ("ms", 1e-3), ("us", 1e-6)):
+        if s >= scale:
+            return f"{s / scale:.3g} {unit}"
+    return f"{s / 1e-9:.3g} ns"
+
+
+def format_table(results):
+    header = ("case", "reference", "ref time", "kronjit", "speedup", "fill", "of fill bw")
+    rows = [header] + [(r["family"] + ": " + r["case"], r["reference"],
+                        _fmt_time(r["reference_s"]), _fmt_time(r["kronjit_s"]),
+                        f"{r['speedup']:.2f}x", _fmt_time(r["fill_s"]),
+                        f"{100 * r['fill_fraction']:.0f}%") for r in results]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) if i < 2 else cell.rjust(w)
+                       for i, (cell, w) in enumerate(zip(row, widths))) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def add_arguments(parser):
+    parser.add_argument("--quick", action="store_true",
+                        help="small cases and few repeats (under a minute)")
+    parser.add_argument("--only", metavar="FAMILY", action="append",
+                        help="run only this family (repeatable)")
+    parser.add_argument("--repeat", type=int, default=None,
+                        help="repeats per case (default 7, 3 with --quick)")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+
+
+def run(args):
+    from ._info import info
+    selected = [c for c in cases() if (c.quick or not args.quick)
+                and (not args.only or c.family in args.only)]
+    if not selected:
+        print(f"no cases for families {args.only}", file=sys.stderr)
+        return 2
+    repeat = args.repeat or (3 if args.quick else 7)
+    if repeat < 1:
+        print("--repeat must be at least 1", file=sys.stderr)
+        return 2
+    runtime = info(start_threads=True)
+    print(f"kronjit {runtime['kronjit']}  numba {runtime['numba']}  numpy {runtime['numpy']}  "
+          f"threads {runtime['num_threads']} ({runtime['threading_layer']})  "
+          f"repeat {repeat}; medians of side-by-side ratios", flush=True)
+    results = []
+    tty = sys.stderr.isatty()
+    for i, case in enumerate(selected, 1):
+        msg = f"[{i}/{len(selected)}] {case.family}: {case.name}"
+        print(("\r" + msg.ljust(70)) if tty else msg, end="" if tty else "\n",
+              file=sys.stderr, flush=True)
+        results.append(run_case(case, repeat=repeat))
+    if tty:
+        print("\r" + " " * 70 + "\r", end="", file=sys.stderr)
+    print(format_table(results))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"runtime": runtime, "results": results}, f, indent=2)
+        print(f"wrote {args.json}")
+    return 0
