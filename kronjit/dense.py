@@ -16,6 +16,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from ._arith import UNKNOWN, complex_mul_mode, mul
 from ._runtime import kernel
 from ._validation import KERNEL_DTYPES, check_out, ensure_allocatable
 
@@ -25,7 +26,7 @@ _UINT = np.uint64  # unsigned indices: no negative-index wraparound, so loops ve
 
 
 @njit(inline="always")
-def _scaled_runs(out, o, pre, pb, j0, j1, scale, use_scale, last, lo, run):
+def _scaled_runs(out, o, pre, pb, j0, j1, scale, use_scale, last, lo, run, fused):
     """Write runs j0..j1-1 of one block: out[o:...] = p_j * last[lo:lo+run].
 
     ``p_j`` is ``scale * pre[pb + j]``, or ``pre[pb + j]`` alone when there is
@@ -34,24 +35,25 @@ def _scaled_runs(out, o, pre, pb, j0, j1, scale, use_scale, last, lo, run):
     """
     if use_scale:
         for j in range(j0, j1):
-            p = scale * pre[_UINT(pb + j)]
+            p = mul(scale, pre[_UINT(pb + j)], fused)
             for i in range(run):
-                out[_UINT(o + i)] = p * last[_UINT(lo + i)]
+                out[_UINT(o + i)] = mul(p, last[_UINT(lo + i)], fused)
             o += run
     else:
         for j in range(j0, j1):
             p = pre[_UINT(pb + j)]
             for i in range(run):
-                out[_UINT(o + i)] = p * last[_UINT(lo + i)]
+                out[_UINT(o + i)] = mul(p, last[_UINT(lo + i)], fused)
             o += run
 
 
 @kernel
-def _kron_fill(pre, last, plan, out, nchunks):
+def _kron_fill(pre, last, plan, fused, out, nchunks):
     """Fill ``out`` (1-D, C order) with the Kronecker product described by ``plan``.
 
     ``pre`` holds the flattened factors but the last, back to back; ``last``
-    the flattened last factor.  ``plan`` (see ``_plan``) is
+    the flattened last factor; ``fused`` says how numpy rounds complex
+    products here (see ``_arith``).  ``plan`` (see ``_plan``) is
     ``[npre, ndigits, run, base[npre+1], size[ndigits], factor[ndigits],
     stride[ndigits]]``; its last digit is the factor before the last one on
     the last axis (stride 1), looped over inside each block.
@@ -85,22 +87,22 @@ def _kron_fill(pre, last, plan, out, nchunks):
             # Left to right, as the chained np.kron multiplies.
             scale = pre[offset[0]]
             for f in range(1, npre - 1):
-                scale = scale * pre[offset[f]]
+                scale = mul(scale, pre[offset[f]], fused)
             pb = offset[npre - 1]
             lo = offset[npre]
             o = r * run
             use_scale = npre > 1
             # Short runs get a constant length so that LLVM unrolls them.
             if run == 1:
-                _scaled_runs(out, o, pre, pb, j0, j1, scale, use_scale, last, lo, 1)
+                _scaled_runs(out, o, pre, pb, j0, j1, scale, use_scale, last, lo, 1, fused)
             elif run == 2:
-                _scaled_runs(out, o, pre, pb, j0, j1, scale, use_scale, last, lo, 2)
+                _scaled_runs(out, o, pre, pb, j0, j1, scale, use_scale, last, lo, 2, fused)
             elif run == 3:
-                _scaled_runs(out, o, pre, pb, j0, j1, scale, use_scale, last, lo, 3)
+                _scaled_runs(out, o, pre, pb, j0, j1, scale, use_scale, last, lo, 3, fused)
             elif run == 4:
-                _scaled_runs(out, o, pre, pb, j0, j1, scale, use_scale, last, lo, 4)
+                _scaled_runs(out, o, pre, pb, j0, j1, scale, use_scale, last, lo, 4, fused)
             else:
-                _scaled_runs(out, o, pre, pb, j0, j1, scale, use_scale, last, lo, run)
+                _scaled_runs(out, o, pre, pb, j0, j1, scale, use_scale, last, lo, run, fused)
             r += j1 - j0
             j0 = 0
             j = nouter - 1
@@ -221,7 +223,8 @@ def kron(a, b, *more, out=None):
     except TypeError:
         return _delegate(arrays, out)  # numpy raises its own error
     dtype = chain[-1]
-    if dtype not in KERNEL_DTYPES or any(x.dtype.kind not in "biufc" for x in arrays):
+    if (dtype not in KERNEL_DTYPES or any(x.dtype.kind not in "biufc" for x in arrays)
+            or complex_mul_mode(dtype) == UNKNOWN):
         return _delegate(arrays, out)
     # np.kron multiplies pairwise, each step in its own result dtype; one pass
     # with every factor cast to the final dtype equals that only from the
@@ -255,5 +258,5 @@ def _kron_uniform(arrays, dtype, out):
         flat = [np.ascontiguousarray(x, dtype=dtype).ravel() for x in arrays]
         target = result.reshape(-1)
     pre = flat[0] if len(flat) == 2 else np.concatenate(flat[:-1])
-    _kron_fill(pre, flat[-1], plan, target, nbytes=nbytes)
+    _kron_fill(pre, flat[-1], plan, complex_mul_mode(dtype), target, nbytes=nbytes)
     return result

@@ -1,0 +1,75 @@
+"""Scalar arithmetic that rounds exactly as numpy's ufunc loops do.
+
+numpy's complex multiply is a fused multiply-add on CPUs where its SIMD
+dispatch uses FMA (``re = fma(ar, br, -(ai*bi))``, ``im = fma(ar, bi, ai*br)``)
+and two rounded products otherwise.  Numba's ``*`` is always the latter, so
+kernels multiply through ``mul`` and are told, per call, which rounding numpy
+uses here (a runtime flag, so a cached kernel stays right if numpy's dispatch
+changes, e.g. under ``NPY_DISABLE_CPU_FEATURES``).
+"""
+from fractions import Fraction
+
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic, overload
+
+__all__ = ["mul", "complex_mul_mode"]
+
+FUSED, PLAIN, UNKNOWN = 1, 0, -1
+
+
+@intrinsic
+def _fma(typingctx, a, b, c):
+    if not (isinstance(a, types.Float) and a == b == c):
+        return None
+
+    def codegen(context, builder, sig, args):
+        t = context.get_value_type(sig.return_type)
+        fn = builder.module.declare_intrinsic("llvm.fma", [t], ir.FunctionType(t, [t, t, t]))
+        return builder.call(fn, args)
+    return a(a, b, c), codegen
+
+
+def mul(x, y, fused):  # pragma: no cover - replaced by the overload in jitted code
+    """``x * y`` in the operands' (common) dtype, rounded as numpy rounds it."""
+    raise NotImplementedError
+
+
+@overload(mul, inline="always")
+def _mul_impl(x, y, fused):
+    if isinstance(x, types.Complex) and isinstance(y, types.Complex):
+        def impl(x, y, fused):
+            if fused:
+                ar, ai, br, bi = x.real, x.imag, y.real, y.imag
+                return complex(_fma(ar, br, -(ai * bi)), _fma(ar, bi, ai * br))
+            return x * y
+        return impl
+
+    def impl(x, y, fused):
+        return x * y
+    return impl
+
+
+def _probe(dtype, eps_exp):
+    """How numpy rounds the complex product on this machine for ``dtype``."""
+    one_plus = 1.0 + 2.0 ** -eps_exp
+    a = np.array([complex(one_plus, 1.0)], dtype=dtype)
+    got = (a * a)[0].real  # (1+e)^2 - 1: exact only when the first product is fused
+    exact = Fraction(one_plus) ** 2 - 1
+    real = np.finfo(dtype).dtype.type
+    plain = real(one_plus) * real(one_plus) - real(1)
+    if Fraction(float(got)) == exact:
+        return FUSED
+    if float(got) == float(plain):
+        return PLAIN
+    return UNKNOWN
+
+
+_MODES = {np.dtype(np.complex128): _probe(np.complex128, 30),
+          np.dtype(np.complex64): _probe(np.complex64, 13)}
+
+
+def complex_mul_mode(dtype):
+    """FUSED or PLAIN for complex ``dtype`` (UNKNOWN: leave it to numpy); 0 otherwise."""
+    return _MODES.get(np.dtype(dtype), PLAIN)
