@@ -28,12 +28,12 @@ def assert_identical(got, expected):
                              f"got {g.ravel()[:8]}\nexpected {e.ravel()[:8]}")
 
 
-def run_python(code, env=None, timeout=300):
+def run_python(code, env=None, timeout=300, cwd=None):
     """Run ``code`` in a fresh interpreter; return the CompletedProcess."""
     full_env = dict(os.environ)
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, cwd=cwd)
 
 
 def assert_child_ok(proc, marker="OK"):

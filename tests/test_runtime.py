@@ -1,0 +1,272 @@
+"""The Numba runtime policy: threads, fork, caches, thread control, info.
+
+Anything that could abort the interpreter runs in a child process.
+"""
+import os
+import sys
+
+import numba
+import numpy as np
+import pytest
+
+import kronjit
+from kronjit import _runtime
+from conftest import assert_child_ok, run_python
+
+LAYERS = ["omp", "workqueue"]
+
+# 8 threads x 50 calls on outputs big enough for the parallel kernel, each
+# checked against a result computed before the threads start.
+CONCURRENT = """
+import sys, threading
+import numpy as np, kronjit, numba
+rng = np.random.default_rng(0)
+cases = [[rng.standard_normal((64, 64)), rng.standard_normal((8, 8))],
+         [rng.standard_normal((300, 40)), rng.standard_normal((3, 5))],
+         [rng.standard_normal((6, 6)), rng.standard_normal((7, 7)), rng.standard_normal((5, 4))],
+         [rng.integers(-9, 9, (128, 64)).astype(np.int32), rng.integers(-9, 9, (4, 4)).astype(np.int32)],
+         [(rng.standard_normal((40, 40)) + 1j).astype(np.complex64), rng.standard_normal((6, 6))]]
+expected = [np.kron(np.kron(c[0], c[1]), c[2]) if len(c) == 3 else np.kron(*c) for c in cases]
+errors = []
+def work(t):
+    try:
+        for i in range(50):
+            k = (t + i) % len(cases)
+            got = kronjit.kron(*cases[k])
+            if got.dtype != expected[k].dtype or not np.array_equal(got, expected[k]):
+                errors.append((t, i))
+    except BaseException as exc:
+        errors.append(repr(exc))
+threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+for th in threads: th.start()
+for th in threads: th.join()
+assert not errors, errors[:5]
+assert numba.threading_layer() == sys.argv[-1] if len(sys.argv) > 1 else True
+print("OK", numba.threading_layer())
+"""
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize("layer", LAYERS)
+def test_eight_threads_fifty_calls_each(layer):
+    proc = run_python(CONCURRENT, env={"NUMBA_THREADING_LAYER": layer})
+    assert_child_ok(proc, marker=f"OK {layer}")
+
+
+FORK = """
+import os
+import numpy as np, kronjit, numba
+from kronjit import _runtime
+a, b = np.random.default_rng(1).standard_normal((128, 64)), np.ones((4, 4))
+expected = np.kron(a, b)
+assert np.array_equal(kronjit.kron(a, b), expected)  # starts the thread pool
+assert numba.threading_layer() == "{layer}"
+pid = os.fork()
+if pid == 0:
+    ok = _runtime.serial_only() and all(np.array_equal(kronjit.kron(a, b), expected)
+                                        for _ in range(3))
+    os._exit(0 if ok else 3)
+_, status = os.waitpid(pid, 0)
+assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+assert not _runtime.serial_only()
+assert np.array_equal(kronjit.kron(a, b), expected)  # parent still parallel and right
+print("OK")
+"""
+
+
+@pytest.mark.subprocess
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.parametrize("layer", LAYERS)
+def test_forked_child_uses_serial_twin(layer):
+    proc = run_python(FORK.format(layer=layer), env={"NUMBA_THREADING_LAYER": layer})
+    assert_child_ok(proc)
+
+
+@pytest.mark.subprocess
+def test_fork_before_any_parallel_kernel_keeps_child_parallel():
+    proc = run_python("""
+        import os, numpy as np, kronjit
+        from kronjit import _runtime
+        pid = os.fork()
+        if pid == 0:
+            a = np.ones((128, 64))
+            ok = not _runtime.serial_only() and np.array_equal(kronjit.kron(a, a[:4, :4]),
+                                                                np.kron(a, a[:4, :4]))
+            os._exit(0 if ok else 3)
+        _, status = os.waitpid(pid, 0)
+        assert os.WEXITSTATUS(status) == 0
+        print("OK")
+    """)
+    assert_child_ok(proc)
+
+
+# --- caching -----------------------------------------------------------------------
+
+CACHE_RUN = """
+import numpy as np, kronjit
+from kronjit import _runtime
+a = np.arange(12.0).reshape(3, 4)
+assert np.array_equal(kronjit.kron(a, a.T), np.kron(a, a.T))
+print("CACHE", _runtime.cache_location())
+print("OK")
+"""
+
+
+@pytest.mark.subprocess
+def test_cache_honours_numba_cache_dir(tmp_path):
+    proc = run_python(CACHE_RUN, env={"NUMBA_CACHE_DIR": str(tmp_path)})
+    assert_child_ok(proc)
+    assert str(tmp_path) in proc.stdout
+    assert list(tmp_path.rglob("*.nbi")), "no index written to NUMBA_CACHE_DIR"
+
+
+@pytest.mark.subprocess
+def test_corrupt_cache_is_recompiled(tmp_path):
+    assert_child_ok(run_python(CACHE_RUN, env={"NUMBA_CACHE_DIR": str(tmp_path)}))
+    files = list(tmp_path.rglob("*.nbi")) + list(tmp_path.rglob("*.nbc"))
+    assert files
+    for f in files:
+        f.write_bytes(b"\x80\x04 this is not a pickle" + os.urandom(64))
+    proc = run_python(CACHE_RUN, env={"NUMBA_CACHE_DIR": str(tmp_path)})
+    assert_child_ok(proc)
+
+
+@pytest.mark.subprocess
+def test_no_writable_cache_location_runs_uncached(tmp_path):
+    # Every place Numba could cache in is made unusable in a way that holds
+    # for root too: a copy of the package whose __pycache__ is a regular file,
+    # and NUMBA_CACHE_DIR, HOME and XDG_CACHE_HOME below a regular file.
+    import shutil
+    pkg = tmp_path / "pkg"
+    shutil.copytree(os.path.dirname(kronjit.__file__), pkg / "kronjit",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (pkg / "kronjit" / "__pycache__").write_text("not a directory")
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    proc = run_python(CACHE_RUN + "import kronjit; print('FROM', kronjit.__file__)\n", env={
+        "PYTHONPATH": str(pkg), "PYTHONDONTWRITEBYTECODE": "1",
+        "NUMBA_CACHE_DIR": str(blocker / "cache"), "HOME": str(blocker / "home"),
+        "XDG_CACHE_HOME": str(blocker / "xdg")}, cwd=tmp_path)
+    assert_child_ok(proc)
+    assert f"FROM {pkg}" in proc.stdout
+    assert "CACHE disabled" in proc.stdout
+
+
+def test_twins_have_distinct_cache_identities():
+    from kronjit.dense import _kron_fill
+    assert _kron_fill.parallel.py_func.__qualname__ != _kron_fill.serial.py_func.__qualname__
+    assert _kron_fill.parallel.targetoptions.get("parallel")
+    assert not _kron_fill.serial.targetoptions.get("parallel")
+
+
+# --- numpy's complex rounding -------------------------------------------------------
+
+@pytest.mark.subprocess
+def test_complex_rounding_follows_numpy_dispatch():
+    proc = run_python("""
+        import numpy as np, kronjit
+        from kronjit import _arith
+        z = np.array([1 + 2**-30 + 1j, 3.3 + 0.7j, -1e-3 + 7j])
+        assert _arith.complex_mul_mode(np.complex128) == _arith.PLAIN, _arith._MODES
+        for x in (z, z.astype(np.complex64)):
+            assert kronjit.kron(x, x).tobytes() == np.kron(x, x).tobytes()
+        print("OK")
+    """, env={"NPY_DISABLE_CPU_FEATURES": "X86_V3 X86_V4"})
+    if "not" in proc.stderr and "NPY_DISABLE_CPU_FEATURES" in proc.stderr:
+        pytest.skip("this numpy cannot disable its FMA dispatch")
+    assert_child_ok(proc)
+
+
+# --- thread control ---------------------------------------------------------------
+
+def test_set_num_threads_roundtrip_and_validation():
+    limit = numba.config.NUMBA_NUM_THREADS
+    old = kronjit.set_num_threads(1)
+    try:
+        assert kronjit.get_num_threads() == 1
+        with kronjit.num_threads(limit):
+            assert kronjit.get_num_threads() == limit
+        assert kronjit.get_num_threads() == 1
+    finally:
+        kronjit.set_num_threads(old)
+    for bad, exc in ((0, ValueError), (limit + 1, ValueError), (1.5, TypeError),
+                     ("2", TypeError), (True, TypeError)):
+        with pytest.raises(exc, match="n must"):
+            kronjit.set_num_threads(bad)
+    assert kronjit.set_num_threads(np.int64(1)) == old
+    kronjit.set_num_threads(old)
+
+
+def test_thread_count_applies_to_calls_from_other_threads():
+    import threading
+    seen = []
+    launched = _runtime.kernel.__call__
+
+    def spy(self, *args, nbytes):
+        result = launched(self, *args, nbytes=nbytes)
+        seen.append(numba.get_num_threads())
+        return result
+
+    a = np.ones((256, 64))
+    old = kronjit.set_num_threads(1)
+    try:
+        _runtime.kernel.__call__ = spy
+        t = threading.Thread(target=lambda: kronjit.kron(a, a[:4, :4]))
+        t.start(), t.join()
+        kronjit.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        t = threading.Thread(target=lambda: kronjit.kron(a, a[:4, :4]))
+        t.start(), t.join()
+    finally:
+        _runtime.kernel.__call__ = launched
+        kronjit.set_num_threads(old)
+    # One thread: the serial twin runs and Numba's per-thread count is untouched
+    # (its default); then the worker thread launches with the process setting.
+    assert seen[-1] == numba.config.NUMBA_NUM_THREADS
+
+
+def test_busy_parallel_lock_falls_back_to_serial():
+    a = np.random.default_rng(0).standard_normal((256, 64))
+    b = np.ones((4, 4))
+    calls = []
+    serial = _runtime.kernel  # noqa: F841 - the class, for the spy below
+    from kronjit.dense import _kron_fill
+    original = _kron_fill.serial
+
+    class Spy:
+        def __call__(self, *args):
+            calls.append(args[-1])
+            return original(*args)
+
+    _kron_fill.serial = Spy()
+    try:
+        with _runtime._parallel_lock:
+            got = kronjit.kron(a, b)
+    finally:
+        _kron_fill.serial = original
+    assert calls == [1]
+    assert np.array_equal(got, np.kron(a, b))
+
+
+def test_info_reports_runtime():
+    report = kronjit.info()
+    for key in ("kronjit", "numba", "numpy", "scipy", "llvmlite", "threading_layer",
+                "num_threads", "max_threads", "cache"):
+        assert key in report
+    assert report["num_threads"] == kronjit.get_num_threads()
+    assert report["numba"] == numba.__version__
+
+
+@pytest.mark.subprocess
+def test_cli_info_and_compare_quick_run(tmp_path):
+    out = tmp_path / "r.json"
+    proc = run_python(f"""
+        import sys, json
+        from kronjit.__main__ import main
+        assert main(["info"]) == 0
+        assert main(["compare", "--quick", "--repeat", "1", "--json", {str(out)!r}]) == 0
+        data = json.load(open({str(out)!r}))
+        assert data["results"] and all(r["speedup"] > 0 for r in data["results"])
+        print("OK")
+    """)
+    assert_child_ok(proc)
+    assert "threading_layer" in proc.stdout and "speedup" in proc.stdout
