@@ -1,0 +1,96 @@
+"""Dense Kronecker product: kronjit.kron against np.kron (chained for 3+ factors).
+
+Limit: write bandwidth, i.e. the time ``ndarray.fill`` takes on an array of
+the output's size (a fresh array for allocating calls, the same buffer for
+``out=``).
+"""
+import numpy as np
+
+import kronjit
+
+from .common import side_by_side
+
+SHAPES = {
+    "8x8⊗8x8": [(8, 8), (8, 8)],
+    "64x64⊗64x64": [(64, 64), (64, 64)],
+    "1000x1000⊗4x4": [(1000, 1000), (4, 4)],
+    "2000x2000⊗2x2": [(2000, 2000), (2, 2)],
+    "16x16⊗16x16⊗16x16": [(16, 16)] * 3,
+}
+
+
+def np_kron_chain(factors):
+    result = factors[0]
+    for f in factors[1:]:
+        result = np.kron(result, f)
+    return result
+
+
+def make_factors(case, dtype):
+    rng = np.random.default_rng(1234)
+    return [rng.standard_normal(s).astype(dtype) for s in SHAPES[case]]
+
+
+IMPLS = {"kronjit": lambda fs: kronjit.kron(*fs), "numpy": np_kron_chain}
+
+
+class Kron:
+    params = (list(SHAPES), ["float64", "float32", "complex128"], list(IMPLS))
+    param_names = ["shapes", "dtype", "impl"]
+    timeout = 300
+
+    def setup(self, case, dtype, impl):
+        self.factors = make_factors(case, dtype)
+        self.fn = IMPLS[impl]
+        self.fn(self.factors)  # warm-up: JIT compilation is never timed
+
+    def time_kron(self, case, dtype, impl):
+        self.fn(self.factors)
+
+    def peakmem_kron(self, case, dtype, impl):
+        self.fn(self.factors)
+
+
+class KronOut:
+    """``out=`` into a reused buffer, against ``fill`` on the same buffer."""
+    params = (list(SHAPES), ["kronjit", "fill"])
+    param_names = ["shapes", "impl"]
+
+    def setup(self, case, impl):
+        self.factors = make_factors(case, "float64")
+        self.out = np.empty(np_kron_chain(self.factors).shape)
+        kronjit.kron(*self.factors, out=self.out)
+
+    def time_kron_out(self, case, impl):
+        if impl == "kronjit":
+            kronjit.kron(*self.factors, out=self.out)
+        else:
+            self.out.fill(1.0)
+
+
+class KronRatios:
+    """Speedups measured side by side in one process (medians of ratios)."""
+    params = (list(SHAPES),)
+    param_names = ["shapes"]
+    timeout = 300
+
+    def setup(self, case):
+        self.factors = make_factors(case, "float64")
+        self.shape = np_kron_chain(self.factors).shape
+        self.out = np.empty(self.shape)
+        kronjit.kron(*self.factors)
+
+    def track_speedup_vs_numpy(self, case):
+        return side_by_side(lambda: np_kron_chain(self.factors),
+                            lambda: kronjit.kron(*self.factors))
+    track_speedup_vs_numpy.unit = "x"
+
+    def track_fill_fraction_fresh(self, case):
+        return side_by_side(lambda: np.empty(self.shape).fill(1.0),
+                            lambda: kronjit.kron(*self.factors))
+    track_fill_fraction_fresh.unit = "fraction of fill bandwidth"
+
+    def track_fill_fraction_out(self, case):
+        return side_by_side(lambda: self.out.fill(1.0),
+                            lambda: kronjit.kron(*self.factors, out=self.out))
+    track_fill_fraction_out.unit = "fraction of fill bandwidth"
