@@ -22,8 +22,7 @@ def _threading_layer(start):
     except ValueError:
         pass
     if start and not _runtime.serial_only():
-        # Launch one tiny parallel kernel so Numba picks its layer.
-        from .dense import _kron_fill  # noqa: F401 - any parallel kernel would do
+        # Launch one small parallel kernel so that Numba picks its layer.
         import numpy as np
         from .dense import kron
         with _runtime.num_threads(min(2, numba.config.NUMBA_NUM_THREADS)):

@@ -15,6 +15,7 @@ Policy (shared/design.md, "Architecture"):
   setting that is applied in whichever thread launches a kernel.
 """
 import contextlib
+import operator
 import os
 import threading
 import types
@@ -125,9 +126,12 @@ def set_num_threads(n):
     """
     global _num_threads
     limit = numba.config.NUMBA_NUM_THREADS
-    if isinstance(n, bool) or not isinstance(n, int) and not hasattr(n, "__index__"):
-        raise TypeError(f"n must be an integer, got {type(n).__name__}")
-    n = int(n.__index__()) if not isinstance(n, int) else n
+    try:
+        if isinstance(n, bool):
+            raise TypeError
+        n = operator.index(n)
+    except TypeError:
+        raise TypeError(f"n must be an integer, got {type(n).__name__}") from None
     if not 1 <= n <= limit:
         raise ValueError(f"n must be between 1 and {limit} (NUMBA_NUM_THREADS), got {n}")
     with _settings_lock:

@@ -142,6 +142,10 @@ def _plan(shapes):
     return out_shape, plan
 
 
+# Dtypes a same-dtype pair can go straight to the kernel with (np.result_type(d, d) == d).
+_DIRECT_DTYPES = frozenset(d for d in KERNEL_DTYPES if complex_mul_mode(d) != UNKNOWN)
+
+
 def _delegate(factors, out):
     """The reference itself, for inputs with no fast path (subclasses, float16, ...)."""
     result = factors[0]
@@ -207,6 +211,9 @@ def kron(a, b, *more, out=None):
     >>> kronjit.kron([1, 10], [1, 2], [1, -1]).tolist()
     [1, -1, 2, -2, 10, -10, 20, -20]
     """
+    if (not more and type(a) is np.ndarray and type(b) is np.ndarray and a.ndim and b.ndim
+            and a.dtype == b.dtype and a.dtype in _DIRECT_DTYPES):
+        return _kron_uniform((a, b), a.dtype, out)  # the common call, without the general checks
     factors = (a, b) + more
     arrays = []
     for x in factors:
@@ -240,13 +247,12 @@ def _kron_uniform(arrays, dtype, out):
     nd = max(x.ndim for x in arrays)
     shapes = tuple((1,) * (nd - x.ndim) + x.shape for x in arrays)
     out_shape, plan = _plan(shapes)
-    if out is not None:
-        check_out(out, out_shape, dtype, arrays)
-    nbytes = ensure_allocatable(out_shape, dtype, "kron output")
     if out is None:
+        nbytes = ensure_allocatable(out_shape, dtype, "kron output")
         result = np.empty(out_shape, dtype)
     else:
-        result = out
+        check_out(out, out_shape, dtype, arrays)
+        nbytes, result = out.nbytes, out
     if nbytes == 0:
         return result
     if dtype == np.bool_:

@@ -197,38 +197,43 @@ def test_set_num_threads_roundtrip_and_validation():
     kronjit.set_num_threads(old)
 
 
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2+ Numba threads")
 def test_thread_count_applies_to_calls_from_other_threads():
     import threading
-    seen = []
-    launched = _runtime.kernel.__call__
+    from kronjit.dense import _kron_fill
+    a, b = np.ones((256, 64)), np.ones((4, 4))
+    limit = numba.config.NUMBA_NUM_THREADS
+    seen = {}
 
-    def spy(self, *args, nbytes):
-        result = launched(self, *args, nbytes=nbytes)
-        seen.append(numba.get_num_threads())
-        return result
+    def worker():
+        numba.set_num_threads(1)  # Numba's setting is per thread...
+        kronjit.kron(a, b)
+        seen["after"] = numba.get_num_threads()  # ...kronjit's applies anyway
 
-    a = np.ones((256, 64))
-    old = kronjit.set_num_threads(1)
+    old = kronjit.set_num_threads(limit)
     try:
-        _runtime.kernel.__call__ = spy
-        t = threading.Thread(target=lambda: kronjit.kron(a, a[:4, :4]))
+        t = threading.Thread(target=worker)
         t.start(), t.join()
-        kronjit.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-        t = threading.Thread(target=lambda: kronjit.kron(a, a[:4, :4]))
+        assert seen["after"] == limit
+        # Set from a non-main thread, obeyed by the main thread: one thread
+        # means the serial twin with a single chunk.
+        t = threading.Thread(target=kronjit.set_num_threads, args=(1,))
         t.start(), t.join()
+        calls, original = [], _kron_fill.serial
+        _kron_fill.serial = lambda *args: calls.append(args[-1]) or original(*args)
+        try:
+            assert np.array_equal(kronjit.kron(a, b), np.kron(a, b))
+        finally:
+            _kron_fill.serial = original
+        assert calls == [1]
     finally:
-        _runtime.kernel.__call__ = launched
         kronjit.set_num_threads(old)
-    # One thread: the serial twin runs and Numba's per-thread count is untouched
-    # (its default); then the worker thread launches with the process setting.
-    assert seen[-1] == numba.config.NUMBA_NUM_THREADS
 
 
 def test_busy_parallel_lock_falls_back_to_serial():
     a = np.random.default_rng(0).standard_normal((256, 64))
     b = np.ones((4, 4))
     calls = []
-    serial = _runtime.kernel  # noqa: F841 - the class, for the spy below
     from kronjit.dense import _kron_fill
     original = _kron_fill.serial
 
