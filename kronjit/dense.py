@@ -142,7 +142,8 @@ def _plan(shapes):
     return out_shape, plan
 
 
-# Dtypes a same-dtype pair can go straight to the kernel with (np.result_type(d, d) == d).
+# Result dtypes the kernel computes exactly as numpy does on this machine; a
+# same-dtype pair of them goes straight to it (np.result_type(d, d) == d).
 _DIRECT_DTYPES = frozenset(d for d in KERNEL_DTYPES if complex_mul_mode(d) != UNKNOWN)
 
 
@@ -230,8 +231,7 @@ def kron(a, b, *more, out=None):
     except TypeError:
         return _delegate(arrays, out)  # numpy raises its own error
     dtype = chain[-1]
-    if (dtype not in KERNEL_DTYPES or any(x.dtype.kind not in "biufc" for x in arrays)
-            or complex_mul_mode(dtype) == UNKNOWN):
+    if dtype not in _DIRECT_DTYPES or any(x.dtype.kind not in "biufc" for x in arrays):
         return _delegate(arrays, out)
     # np.kron multiplies pairwise, each step in its own result dtype; one pass
     # with every factor cast to the final dtype equals that only from the
