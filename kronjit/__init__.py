@@ -2,8 +2,9 @@
 from ._runtime import get_num_threads, num_threads, set_num_threads
 from ._info import info
 from .dense import kron
+from . import sparse
 
 __version__ = "0.1.0"
 
-__all__ = ["kron", "info", "get_num_threads", "set_num_threads", "num_threads",
+__all__ = ["kron", "sparse", "info", "get_num_threads", "set_num_threads", "num_threads",
            "__version__"]

@@ -14,7 +14,9 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload
 
-__all__ = ["mul", "complex_mul_mode"]
+from ._validation import KERNEL_DTYPES
+
+__all__ = ["mul", "complex_mul_mode", "EXACT_DTYPES"]
 
 FUSED, PLAIN, UNKNOWN = 1, 0, -1
 
@@ -73,3 +75,8 @@ _MODES = {np.dtype(np.complex128): _probe(np.complex128, 30),
 def complex_mul_mode(dtype):
     """FUSED or PLAIN for complex ``dtype`` (UNKNOWN: leave it to numpy); 0 otherwise."""
     return _MODES.get(np.dtype(dtype), PLAIN)
+
+
+#: Kernel dtypes whose products the kernels round exactly as numpy does on
+#: this machine; results of any other dtype are left to the reference.
+EXACT_DTYPES = frozenset(d for d in KERNEL_DTYPES if complex_mul_mode(d) != UNKNOWN)

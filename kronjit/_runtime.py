@@ -25,7 +25,7 @@ import numba
 from numba.core.caching import FunctionCache
 from numba.np.ufunc import parallel as _numba_parallel
 
-__all__ = ["kernel", "get_num_threads", "set_num_threads", "num_threads",
+__all__ = ["kernel", "serial_kernel", "get_num_threads", "set_num_threads", "num_threads",
            "cache_location"]
 
 #: Work (bytes written) below which a parallel launch costs more than it saves.
@@ -183,3 +183,8 @@ class kernel:
                 finally:
                     lock.release()
         return self.serial(*args, 1)
+
+
+def serial_kernel(func):
+    """A jitted helper too small to parallelise: one serial build, same policy."""
+    return _jit(func, parallel=False)

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 
 __all__ = ["KERNEL_DTYPES", "available_memory", "check_out", "ensure_allocatable",
-           "format_bytes"]
+           "ensure_arrays_allocatable", "format_bytes"]
 
 #: Result dtypes the jitted kernels handle (native byte order).  Anything else
 #: (float16, longdouble, object, datetime, ...) is left to the reference.
@@ -71,19 +71,29 @@ def ensure_allocatable(shape, dtype, what):
     """Raise MemoryError, naming shape and bytes, if an array cannot be allocated.
 
     Sizes are computed with Python integers, so shapes whose byte count
-    overflows int64 are caught too.
+    overflows int64 are caught too.  Returns the array's size in bytes.
     """
-    nbytes = math.prod(shape) * np.dtype(dtype).itemsize
+    dtype = np.dtype(dtype)
+    return ensure_arrays_allocatable(
+        [(math.prod(shape), dtype)], f"{what} of shape {tuple(shape)} and dtype {dtype}")
+
+
+def ensure_arrays_allocatable(arrays, what):
+    """The same check for several arrays allocated together.
+
+    ``arrays`` holds ``(length, dtype)`` pairs; ``what`` names them in the
+    message.  Returns their total size in bytes.
+    """
+    nbytes = sum(int(n) * np.dtype(dtype).itemsize for n, dtype in arrays)
     if nbytes < _MEMORY_CHECK_MIN_BYTES:
         return nbytes
     if nbytes > sys.maxsize:
-        raise MemoryError(f"{what} of shape {tuple(shape)} and dtype {np.dtype(dtype)} would need "
-                          f"{nbytes} bytes ({format_bytes(nbytes)}), more than any array can hold")
+        raise MemoryError(f"{what} would need {nbytes} bytes ({format_bytes(nbytes)}), "
+                          "more than any array can hold")
     avail = available_memory()
     if avail is not None and nbytes > avail:
-        raise MemoryError(f"{what} of shape {tuple(shape)} and dtype {np.dtype(dtype)} would need "
-                          f"{nbytes} bytes ({format_bytes(nbytes)}), but only {avail} bytes "
-                          f"({format_bytes(avail)}) of memory are available")
+        raise MemoryError(f"{what} would need {nbytes} bytes ({format_bytes(nbytes)}), but only "
+                          f"{avail} bytes ({format_bytes(avail)}) of memory are available")
     return nbytes
 
 

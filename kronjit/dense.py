@@ -16,9 +16,9 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ._arith import UNKNOWN, complex_mul_mode, mul
+from ._arith import EXACT_DTYPES, complex_mul_mode, mul
 from ._runtime import kernel
-from ._validation import KERNEL_DTYPES, check_out, ensure_allocatable
+from ._validation import check_out, ensure_allocatable
 
 __all__ = ["kron"]
 
@@ -142,11 +142,6 @@ def _plan(shapes):
     return out_shape, plan
 
 
-# Result dtypes the kernel computes exactly as numpy does on this machine; a
-# same-dtype pair of them goes straight to it (np.result_type(d, d) == d).
-_DIRECT_DTYPES = frozenset(d for d in KERNEL_DTYPES if complex_mul_mode(d) != UNKNOWN)
-
-
 def _delegate(factors, out):
     """The reference itself, for inputs with no fast path (subclasses, float16, ...)."""
     result = factors[0]
@@ -213,7 +208,7 @@ def kron(a, b, *more, out=None):
     [1, -1, 2, -2, 10, -10, 20, -20]
     """
     if (not more and type(a) is np.ndarray and type(b) is np.ndarray and a.ndim and b.ndim
-            and a.dtype == b.dtype and a.dtype in _DIRECT_DTYPES):
+            and a.dtype == b.dtype and a.dtype in EXACT_DTYPES):
         return _kron_uniform((a, b), a.dtype, out)  # the common call, without the general checks
     factors = (a, b) + more
     arrays = []
@@ -231,7 +226,7 @@ def kron(a, b, *more, out=None):
     except TypeError:
         return _delegate(arrays, out)  # numpy raises its own error
     dtype = chain[-1]
-    if dtype not in _DIRECT_DTYPES or any(x.dtype.kind not in "biufc" for x in arrays):
+    if dtype not in EXACT_DTYPES or any(x.dtype.kind not in "biufc" for x in arrays):
         return _delegate(arrays, out)
     # np.kron multiplies pairwise, each step in its own result dtype; one pass
     # with every factor cast to the final dtype equals that only from the

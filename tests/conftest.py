@@ -17,15 +17,91 @@ KERNEL_DTYPES = [np.dtype(c) for c in "?bBhHiIlLqQfdFD"]
 
 
 def assert_identical(got, expected):
-    """Same type, dtype, shape and bytes (so -0.0, NaN payloads, wraparound count)."""
+    """Same type, dtype, shape and bytes (so -0.0 and wraparound count).
+
+    The one freedom: where both sides hold a NaN (per real component), its
+    sign and payload may differ.  IEEE 754 leaves them unspecified and x86
+    takes them from whichever operand the compiler put first, so numpy's own
+    SIMD and scalar loops disagree on them.
+    """
     assert type(got) is type(expected), (type(got), type(expected))
     assert got.dtype == expected.dtype, (got.dtype, expected.dtype)
     assert np.shape(got) == np.shape(expected), (np.shape(got), np.shape(expected))
     g, e = np.ascontiguousarray(got), np.ascontiguousarray(expected)
+    if g.dtype.kind in "fc":
+        g, e = g.reshape(-1).view(g.real.dtype).copy(), e.reshape(-1).view(e.real.dtype).copy()
+        both_nan = np.isnan(g) & np.isnan(e)
+        g[both_nan] = e[both_nan] = np.nan
     if g.tobytes() != e.tobytes():
         bad = np.flatnonzero(g.view(np.uint8).reshape(-1) != e.view(np.uint8).reshape(-1))
         raise AssertionError(f"values differ at byte offsets {bad[:10]}...\n"
                              f"got {g.ravel()[:8]}\nexpected {e.ravel()[:8]}")
+
+
+def assert_sparse_identical(got, expected):
+    """Same scipy object: type, format, shape, dtype, flags and every stored array, bytewise.
+
+    Index arrays are compared with their dtypes, so the index-dtype rule, the
+    entry order, explicit zeros and NaN payloads all count.
+    """
+    import scipy.sparse as sp
+    assert type(got) is type(expected), (type(got), type(expected))
+    if not sp.issparse(expected):  # format="array" / "dense"
+        assert_identical(got, expected)
+        return
+    assert got.format == expected.format and got.shape == expected.shape
+    assert got.dtype == expected.dtype, (got.dtype, expected.dtype)
+    fmt = expected.format
+    if fmt in ("csr", "csc", "bsr"):
+        names = ["indptr", "indices", "data"]
+        if fmt == "bsr":
+            assert got.blocksize == expected.blocksize
+        assert got.has_canonical_format == expected.has_canonical_format
+    elif fmt == "coo":
+        names = ["row", "col", "data"]
+        assert got.has_canonical_format == expected.has_canonical_format
+    elif fmt == "dia":
+        names = ["offsets", "data"]
+    elif fmt == "lil":
+        assert got.rows.tolist() == expected.rows.tolist()
+        assert [np.asarray(r, got.dtype).tobytes() for r in got.data] == \
+            [np.asarray(r, expected.dtype).tobytes() for r in expected.data]
+        return
+    else:  # dok
+        assert sorted(got.keys()) == sorted(expected.keys())
+        keys = sorted(expected.keys())
+        assert_identical(np.array([got[k] for k in keys], got.dtype),
+                         np.array([expected[k] for k in keys], expected.dtype))
+        return
+    for name in names:
+        g, e = getattr(got, name), getattr(expected, name)
+        try:
+            assert_identical(g, e)
+        except AssertionError as err:
+            raise AssertionError(f"{fmt} {name} differ: {err}") from None
+
+
+def sample(shape, dtype, seed=0):
+    """Values that exercise the dtype: signs, wraparound, NaN, inf, -0.0."""
+    rng = np.random.default_rng(seed)
+    dtype = np.dtype(dtype)
+    n = int(np.prod(shape))
+    if dtype.kind == "b":
+        return rng.random(shape) < 0.5
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return rng.integers(info.min, info.max, size=shape, dtype=dtype, endpoint=True)
+    specials = np.array([np.nan, np.inf, -np.inf, -0.0, 0.0, 1e300, -1e-300])
+    if dtype.kind == "f":
+        x = rng.standard_normal(n) * 10.0 ** rng.integers(-3, 4, n)
+        x[: min(n, len(specials))] = specials[: min(n, len(specials))]
+        rng.shuffle(x)
+        with np.errstate(over="ignore"):
+            return x.astype(dtype).reshape(shape)
+    z = np.empty(shape, dtype)
+    with np.errstate(over="ignore"):
+        z.real, z.imag = sample(shape, np.float64, seed), sample(shape, np.float64, seed + 1)
+    return z
 
 
 def run_python(code, env=None, timeout=300, cwd=None):

@@ -7,7 +7,7 @@ from hypothesis import given, strategies as st
 from hypothesis.extra import numpy as hnp
 
 import kronjit
-from conftest import KERNEL_DTYPES, assert_identical
+from conftest import KERNEL_DTYPES, assert_identical, sample
 
 
 def np_kron_chain(*factors):
@@ -15,29 +15,6 @@ def np_kron_chain(*factors):
     for f in factors[1:]:
         result = np.kron(result, f)
     return result
-
-
-def sample(shape, dtype, seed=0):
-    """Values that exercise the dtype: signs, wraparound, NaN, inf, -0.0."""
-    rng = np.random.default_rng(seed)
-    dtype = np.dtype(dtype)
-    n = int(np.prod(shape))
-    if dtype.kind == "b":
-        return rng.random(shape) < 0.5
-    if dtype.kind in "iu":
-        info = np.iinfo(dtype)
-        return rng.integers(info.min, info.max, size=shape, dtype=dtype, endpoint=True)
-    specials = np.array([np.nan, np.inf, -np.inf, -0.0, 0.0, 1e300, -1e-300])
-    if dtype.kind == "f":
-        x = rng.standard_normal(n) * 10.0 ** rng.integers(-3, 4, n)
-        x[: min(n, len(specials))] = specials[: min(n, len(specials))]
-        rng.shuffle(x)
-        with np.errstate(over="ignore"):
-            return x.astype(dtype).reshape(shape)
-    z = np.empty(shape, dtype)
-    with np.errstate(over="ignore"):
-        z.real, z.imag = sample(shape, np.float64, seed), sample(shape, np.float64, seed + 1)
-    return z
 
 
 # --- dtypes --------------------------------------------------------------------
