@@ -74,26 +74,33 @@ def ensure_allocatable(shape, dtype, what):
     overflows int64 are caught too.  Returns the array's size in bytes.
     """
     dtype = np.dtype(dtype)
-    return ensure_arrays_allocatable(
-        [(math.prod(shape), dtype)], f"{what} of shape {tuple(shape)} and dtype {dtype}")
+    return _ensure_bytes(math.prod(shape) * dtype.itemsize,
+                         lambda: f"{what} of shape {tuple(shape)} and dtype {dtype}")
 
 
 def ensure_arrays_allocatable(arrays, what):
-    """The same check for several arrays allocated together.
+    """The same check for arrays allocated together, given as ``{name: (length, dtype)}``.
 
-    ``arrays`` holds ``(length, dtype)`` pairs; ``what`` names them in the
-    message.  Returns their total size in bytes.
+    The message names ``what`` and every array with its dtype and length.
+    Returns their total size in bytes.
     """
-    nbytes = sum(int(n) * np.dtype(dtype).itemsize for n, dtype in arrays)
+    nbytes = sum(int(n) * np.dtype(dtype).itemsize for n, dtype in arrays.values())
+    return _ensure_bytes(nbytes, lambda: what + " (" + ", ".join(
+        f"{name} {np.dtype(dtype)}[{n}]" for name, (n, dtype) in arrays.items()) + ")")
+
+
+def _ensure_bytes(nbytes, describe):
+    """MemoryError unless ``nbytes`` can be allocated; ``describe()`` names the allocation."""
     if nbytes < _MEMORY_CHECK_MIN_BYTES:
         return nbytes
     if nbytes > sys.maxsize:
-        raise MemoryError(f"{what} would need {nbytes} bytes ({format_bytes(nbytes)}), "
+        raise MemoryError(f"{describe()} would need {nbytes} bytes ({format_bytes(nbytes)}), "
                           "more than any array can hold")
     avail = available_memory()
     if avail is not None and nbytes > avail:
-        raise MemoryError(f"{what} would need {nbytes} bytes ({format_bytes(nbytes)}), but only "
-                          f"{avail} bytes ({format_bytes(avail)}) of memory are available")
+        raise MemoryError(f"{describe()} would need {nbytes} bytes ({format_bytes(nbytes)}), "
+                          f"but only {avail} bytes ({format_bytes(avail)}) of memory are "
+                          "available")
     return nbytes
 
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Case", "cases", "run_case", "run", "add_arguments"]
+__all__ = ["Case", "cases", "run_case", "run", "add_arguments", "random_sparse",
+           "result_arrays"]
 
 
 @dataclass
@@ -62,6 +63,66 @@ def _dense_case(shapes, dtype="float64", use_out=False, quick=False):
                 {"shapes": [list(s) for s in shapes], "dtype": dtype, "out": use_out})
 
 
+def random_sparse(n, percent, seed, dtype="float64"):
+    """An n x n CSR array with ``percent`` % of its entries stored, at random (seeded)."""
+    import scipy.sparse as sp
+    rng = np.random.default_rng(seed)
+    nnz = round(n * n * percent / 100)
+    flat = rng.choice(n * n, size=nnz, replace=False)
+    return sp.csr_array((rng.standard_normal(nnz).astype(dtype), (flat // n, flat % n)),
+                        shape=(n, n))
+
+
+def result_arrays(result):
+    """The arrays holding a result: the ndarray itself or a sparse object's index/data arrays."""
+    if isinstance(result, np.ndarray):
+        return [result]
+    names = ("data", "indices", "indptr") if hasattr(result, "indptr") else ("data",)
+    return [getattr(result, n) for n in names] + list(getattr(result, "coords", ()))
+
+
+def _same_sparse(got, expected):
+    return (type(got) is type(expected) and got.format == expected.format
+            and got.dtype == expected.dtype and got.shape == expected.shape
+            and all(g.dtype == e.dtype and np.array_equal(g, e, equal_nan=True)
+                    for g, e in zip(result_arrays(got), result_arrays(expected))))
+
+
+def _sparse_case(a_spec, b_spec, format="csr", op="kron", quick=False):
+    """kronjit.sparse.kron/kronsum against scipy's on random float64 factors.
+
+    A spec is (n, percent) for an n x n random sparse factor, or (n, None) for
+    a dense n x n block (scipy's BSR route).
+    """
+    def label(spec):
+        n, percent = spec
+        return f"{n}x{n} dense" if percent is None else f"{n}²({percent:g}%)"
+    symbol = "⊗" if op == "kron" else "⊕"
+    name = f"{label(a_spec)}{symbol}{label(b_spec)} {format or 'default'}"
+
+    def setup():
+        import scipy.sparse as sp
+        from . import sparse
+        factors = [np.random.default_rng(9).standard_normal((n, n)) if pct is None
+                   else random_sparse(n, pct, seed)
+                   for seed, (n, pct) in enumerate((a_spec, b_spec))]
+        reference = lambda: getattr(sp, op)(*factors, format=format)  # noqa: E731
+        candidate = lambda: getattr(sparse, op)(*factors, format=format)  # noqa: E731
+        expected, got = reference(), candidate()
+        if not _same_sparse(got, expected):
+            raise AssertionError(f"kronjit.sparse.{op} disagrees with scipy on {name}")
+        shapes = [(a.size, a.dtype) for a in result_arrays(expected)]
+        del expected, got
+
+        def fill():  # the result's arrays, freshly allocated and written once
+            for size, dtype in shapes:
+                np.empty(size, dtype).fill(1)
+        return reference, candidate, fill
+
+    return Case("sparse", name, f"scipy.sparse.{op}", setup, quick,
+                {"a": list(a_spec), "b": list(b_spec), "format": format, "op": op})
+
+
 def cases():
     """The default study, family by family."""
     return [
@@ -80,6 +141,16 @@ def cases():
         _dense_case([(64, 64), (64, 64)], dtype="float32"),
         _dense_case([(64, 64), (64, 64)], dtype="complex128"),
         _dense_case([(32, 32), (32, 32)], dtype="complex128", quick=True),
+        _sparse_case((300, 1), (300, 1), "csr", quick=True),
+        _sparse_case((300, 1), (300, 1), "csc", quick=True),
+        _sparse_case((300, 1), (300, 1), "coo", quick=True),
+        _sparse_case((300, 1), (300, 1), "csr", op="kronsum", quick=True),
+        _sparse_case((300, 1), (4, None), None, quick=True),
+        *[_sparse_case(a, b, fmt) for a, b in [((1000, 1), (1000, 1)), ((10000, 0.1), (100, 10)),
+                                               ((100, 10), (10000, 0.1))]
+          for fmt in ("csr", "csc", "coo")],
+        _sparse_case((1000, 1), (1000, 1), None, op="kronsum"),
+        _sparse_case((1000, 1), (4, None), None),
     ]
 
 
@@ -101,13 +172,28 @@ def run_case(case, repeat=7, min_time=0.02):
         r, c, f = _time(reference, inner), _time(candidate, inner), _time(fill, inner)
         ref_t.append(r), new_t.append(c), fill_t.append(f)
         ratios.append(r / c), fills.append(f / c)
+    peak = _peak_over_result(candidate)
     return {
         "family": case.family, "case": case.name, "reference": case.reference,
         "params": case.params, "repeat": repeat, "inner": inner,
         "reference_s": float(np.median(ref_t)), "kronjit_s": float(np.median(new_t)),
         "fill_s": float(np.median(fill_t)),
         "speedup": float(np.median(ratios)), "fill_fraction": float(np.median(fills)),
+        "peak_memory_over_result": peak,
     }
+
+
+def _peak_over_result(candidate):
+    """Peak memory allocated during one call (tracemalloc) over the bytes of its result."""
+    import tracemalloc
+    tracemalloc.start()
+    try:
+        result = candidate()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    size = sum(a.nbytes for a in result_arrays(result))
+    return peak / size if size else float("nan")
 
 
 def _fmt_time(s):
@@ -118,11 +204,13 @@ def _fmt_time(s):
 
 
 def format_table(results):
-    header = ("case", "reference", "ref time", "kronjit", "speedup", "fill", "of fill bw")
+    header = ("case", "reference", "ref time", "kronjit", "speedup", "fill", "of fill bw",
+              "peak/result")
     rows = [header] + [(r["family"] + ": " + r["case"], r["reference"],
                         _fmt_time(r["reference_s"]), _fmt_time(r["kronjit_s"]),
                         f"{r['speedup']:.2f}x", _fmt_time(r["fill_s"]),
-                        f"{100 * r['fill_fraction']:.0f}%") for r in results]
+                        f"{100 * r['fill_fraction']:.0f}%",
+                        f"{r['peak_memory_over_result']:.2f}") for r in results]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) if i < 2 else cell.rjust(w)
                        for i, (cell, w) in enumerate(zip(row, widths))) for row in rows]

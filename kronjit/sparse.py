@@ -368,9 +368,7 @@ def _canonical_arrays(x, orient, name):
 
 def _allocate(arrays, what):
     """Check then allocate ``{name: (length, dtype)}`` arrays, returning them and their bytes."""
-    nbytes = ensure_arrays_allocatable(
-        arrays.values(), what + " (" + ", ".join(
-            f"{name} {np.dtype(dt)}[{n}]" for name, (n, dt) in arrays.items()) + ")")
+    nbytes = ensure_arrays_allocatable(arrays, what)
     return {name: np.empty(n, dt) for name, (n, dt) in arrays.items()}, nbytes
 
 

@@ -344,6 +344,24 @@ def test_shape_beyond_memory_raises_before_allocating():
         ks.kronsum(eye, eye)
 
 
+@pytest.mark.parametrize("fmt", ["csr", "csc", "coo"])
+def test_build_allocates_little_beyond_the_result(fmt):
+    """Peak memory of a build (tracemalloc sees numpy's allocations) stays under 1.2x the result."""
+    import tracemalloc
+    from kronjit.compare import random_sparse, result_arrays
+    a, b = random_sparse(200, 5, 0), random_sparse(100, 10, 1)  # 2e6 entries, ~24 MB
+    ks.kron(a, b, format=fmt)
+    tracemalloc.start()
+    try:
+        result = ks.kron(a, b, format=fmt)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    result_bytes = sum(x.nbytes for x in result_arrays(result))
+    assert result_bytes > 20e6
+    assert peak <= 1.2 * result_bytes, (peak, result_bytes)
+
+
 # --- bad input -----------------------------------------------------------------------
 
 def test_unknown_or_bad_format():
