@@ -5,6 +5,7 @@ import pathlib
 import pytest
 
 import kronjit.dense
+import kronjit.sparse
 
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 
@@ -15,7 +16,7 @@ def test_readme_examples():
     assert result.failed == 0
 
 
-@pytest.mark.parametrize("module", [kronjit.dense])
+@pytest.mark.parametrize("module", [kronjit.dense, kronjit.sparse], ids=lambda m: m.__name__)
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 2
