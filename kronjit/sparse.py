@@ -33,6 +33,10 @@ _U = np.uint64  # kernel positions: unsigned indices skip wraparound checks and 
 # from the one scipy itself would convert from.
 _FROM_CSR = frozenset({"csr", "bsr", "lil"})
 
+# Whether scipy's CSR -> COO conversion keeps the canonical flag (it does
+# from scipy 1.15 on); asked of scipy itself, so the flag matches any version.
+_TOCOO_KEEPS_CANONICAL = bool(sp.csr_array(np.eye(1)).tocoo().has_canonical_format)
+
 _CONTAINERS = {
     True: {"csr": sp.csr_array, "csc": sp.csc_array, "coo": sp.coo_array, "bsr": sp.bsr_array},
     False: {"csr": sp.csr_matrix, "csc": sp.csc_matrix, "coo": sp.coo_matrix,
@@ -676,9 +680,9 @@ def kronsum(A, B, format=None):
     _kronsum_fill(*side_a, *side_b, counts, out["indices"], out["data"], out["row"],
                   nbytes=nbytes)
     if with_rows:
-        # scipy's CSR sum converted to COO keeps the CSR's canonical flag
+        # scipy converts its canonical CSR sum to COO
         return _coo_result(containers["coo"], shape, out["row"], out["indices"], out["data"],
-                           canonical=True)
+                           canonical=_TOCOO_KEEPS_CANONICAL)
     result = containers[orient]((out["data"], out["indices"], indptr), shape=shape)
     result.has_canonical_format = True
     return result.asformat(format)
