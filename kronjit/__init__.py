@@ -3,8 +3,11 @@ from ._runtime import get_num_threads, num_threads, set_num_threads
 from ._info import info
 from .dense import kron
 from . import sparse
+from .structured import (block_circulant, block_diag, block_hankel, block_toeplitz,
+                         block_toeplitz_matvec)
 
 __version__ = "0.1.0"
 
-__all__ = ["kron", "sparse", "info", "get_num_threads", "set_num_threads", "num_threads",
-           "__version__"]
+__all__ = ["kron", "sparse", "block_toeplitz", "block_hankel", "block_circulant",
+           "block_diag", "block_toeplitz_matvec", "info", "get_num_threads", "set_num_threads",
+           "num_threads", "__version__"]

@@ -104,6 +104,27 @@ def sample(shape, dtype, seed=0):
     return z
 
 
+def bad_outs(shape, dtype=np.float64):
+    """``{name: (make, exception, words in its message)}`` for wrong ``out=`` arrays."""
+    rows, cols = shape
+
+    def readonly():
+        x = np.zeros(shape, dtype)
+        x.flags.writeable = False
+        return x
+    other = np.float32 if np.dtype(dtype) != np.float32 else np.float64
+    return {
+        "list": (lambda: [[0.0] * cols] * rows, TypeError, "numpy.ndarray"),
+        "shape": (lambda: np.zeros((rows, cols + 1), dtype), ValueError, "shape"),
+        "transposed shape": (lambda: np.zeros((cols, rows), dtype), ValueError, "shape"),
+        "dtype": (lambda: np.zeros(shape, other), TypeError, "dtype"),
+        "fortran": (lambda: np.zeros(shape, dtype, order="F"), ValueError, "C-contiguous"),
+        "strided": (lambda: np.zeros((rows, 2 * cols), dtype)[:, ::2], ValueError,
+                    "C-contiguous"),
+        "readonly": (readonly, ValueError, "read-only"),
+    }
+
+
 def run_python(code, env=None, timeout=300, cwd=None):
     """Run ``code`` in a fresh interpreter; return the CompletedProcess."""
     full_env = dict(os.environ)

@@ -7,7 +7,7 @@ from hypothesis import given, strategies as st
 from hypothesis.extra import numpy as hnp
 
 import kronjit
-from conftest import KERNEL_DTYPES, assert_identical, sample
+from conftest import KERNEL_DTYPES, assert_identical, bad_outs, sample
 
 
 def np_kron_chain(*factors):
@@ -202,22 +202,7 @@ def test_out_bool_and_multi_factor():
     assert_identical(out, np_kron_chain(a, a, a))
 
 
-def _readonly(shape):
-    x = np.zeros(shape)
-    x.flags.writeable = False
-    return x
-
-
-# kron of (3, 4) and (2, 3) float64 factors is (6, 12) float64.
-BAD_OUTS = {
-    "list": (lambda: [[0.0] * 12] * 6, TypeError, "numpy.ndarray"),
-    "shape": (lambda: np.zeros((6, 13)), ValueError, "shape"),
-    "transposed shape": (lambda: np.zeros((12, 6)), ValueError, "shape"),
-    "dtype": (lambda: np.zeros((6, 12), np.float32), TypeError, "dtype"),
-    "fortran": (lambda: np.zeros((6, 12), order="F"), ValueError, "C-contiguous"),
-    "strided": (lambda: np.zeros((6, 24))[:, ::2], ValueError, "C-contiguous"),
-    "readonly": (lambda: _readonly((6, 12)), ValueError, "read-only"),
-}
+BAD_OUTS = bad_outs((6, 12))
 
 
 @pytest.mark.parametrize("name", list(BAD_OUTS))

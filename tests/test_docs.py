@@ -6,6 +6,7 @@ import pytest
 
 import kronjit.dense
 import kronjit.sparse
+import kronjit.structured
 
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 
@@ -16,7 +17,8 @@ def test_readme_examples():
     assert result.failed == 0
 
 
-@pytest.mark.parametrize("module", [kronjit.dense, kronjit.sparse], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("module", [kronjit.dense, kronjit.sparse, kronjit.structured],
+                         ids=lambda m: m.__name__)
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 2

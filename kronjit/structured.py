@@ -1,0 +1,442 @@
+"""Block Toeplitz, Hankel, circulant and diagonal matrices, and the FFT block Toeplitz matvec.
+
+Each constructor's output row is a contiguous slice of one small array: with
+the distinct blocks stacked as ``V`` (shape ``(L, p, q)``) and regrouped as
+``W = V.transpose(1, 0, 2)`` (shape ``(p, L*q)``), row ``a`` of block row
+``i`` is ``W[a, s*q : (s+n)*q]`` for a start block ``s = first + step*i``
+(scipy's ``as_strided`` trick, block by block).  The kernel copies those
+slices in parallel, writing each output element once.  A copy depends on the
+dtype's size only, so values are copied as unsigned words: every numeric
+dtype is handled exactly and the kernels compile once per word size.
+"""
+import numpy as np
+import scipy.fft
+import scipy.linalg
+from numba import prange
+
+from ._runtime import get_num_threads, kernel
+from ._validation import check_out, ensure_allocatable
+
+__all__ = ["block_toeplitz", "block_hankel", "block_circulant", "block_diag",
+           "block_toeplitz_matvec"]
+
+_U = np.uint64  # unsigned positions: no wraparound checks, so copy loops vectorise
+
+
+# --- kernels -------------------------------------------------------------------------
+
+@kernel
+def _strided_rows(src, p, first, step, block_width, out, nchunks):
+    """``out[i*p + a, :] = src[a, s*block_width : s*block_width + out.shape[1]]``, s = first + step*i."""
+    rows, width = out.shape
+    for chunk in prange(nchunks):
+        for row in range(rows * chunk // nchunks, rows * (chunk + 1) // nchunks):
+            i = row // p
+            src_row = src[row - i * p]
+            out_row = out[row]
+            start = _U((first + step * i) * block_width)
+            for t in range(_U(width)):
+                out_row[t] = src_row[start + t]
+
+
+@kernel
+def _block_segments(x, y, m, x0, xs, y0, ys, first, step, out, nchunks):
+    """Block (i, j) of ``out`` is block ``k = first + step*i + j`` of a stack
+    that is ``x[x0 + xs*k]`` for ``k < m`` and ``y[y0 + ys*(k - m)]`` beyond.
+
+    ``x`` and ``y`` are (blocks, p, w) word arrays; ``out`` is (rows, n*w).
+    Wide blocks only: each block row is one contiguous copy of w words.
+    """
+    rows, width = out.shape
+    p, w = x.shape[1], x.shape[2]
+    n = width // w
+    for chunk in prange(nchunks):
+        for row in range(rows * chunk // nchunks, rows * (chunk + 1) // nchunks):
+            i = row // p
+            a = row - i * p
+            out_row = out[row]
+            k = first + step * i
+            for j in range(n):
+                if k < m:
+                    src = x[x0 + xs * k, a]
+                else:
+                    src = y[y0 + ys * (k - m), a]
+                offset = _U(j * w)
+                for t in range(_U(w)):
+                    out_row[offset + t] = src[t]
+                k += 1
+
+
+@kernel
+def _block_diag_rows(data, row_block, row_start, col_start, block_width, data_start, out,
+                     nchunks):
+    """Each output row: zeros, one row of its block (from ``data``), zeros."""
+    rows, width = out.shape
+    for chunk in prange(nchunks):
+        for row in range(rows * chunk // nchunks, rows * (chunk + 1) // nchunks):
+            b = row_block[row]
+            c0 = _U(col_start[b])
+            w = _U(block_width[b])
+            src = _U(data_start[b] + (row - row_start[b]) * block_width[b])
+            out_row = out[row]
+            for t in range(c0):
+                out_row[t] = 0
+            for t in range(w):
+                out_row[c0 + t] = data[src + t]
+            for t in range(c0 + w, _U(width)):
+                out_row[t] = 0
+
+
+# --- Python side -----------------------------------------------------------------------
+
+def _as_array(x, name):
+    try:
+        return np.asarray(x)
+    except ValueError as exc:  # ragged nested sequences
+        raise ValueError(f"{name} must be an array of equally shaped blocks: {exc}") from exc
+
+
+def _blocks(x, name):
+    """``x`` as an (m, p, q) stack of blocks; 1-D and scalar inputs are 1x1 blocks."""
+    arr = _as_array(x, name)
+    if arr.ndim <= 1:
+        return arr.reshape(-1, 1, 1)
+    if arr.ndim == 3:
+        return arr
+    raise ValueError(
+        f"{name} must be an (m, p, q) array of m blocks, or 1-D for 1x1 blocks; got a "
+        f"{arr.ndim}-D array of shape {arr.shape}"
+        + (f" (2-D is ambiguous: {name}[:, None, None] is a column of 1x1 blocks, "
+           f"{name}[None] a single block)" if arr.ndim == 2 else ""))
+
+
+def _check_block_shape(blocks, expected, name):
+    if blocks.shape[1:] != expected:
+        raise ValueError(f"{name} has blocks of shape {blocks.shape[1:]}, expected {expected} "
+                         "like c's")
+
+
+def _toeplitz_blocks(c, r):
+    """(c, r) as block stacks, with r=None the block Hermitian ``r[k] = c[k].conj().T``."""
+    cb = _blocks(c, "c")
+    if r is None:
+        if cb.shape[1] != cb.shape[2]:
+            raise ValueError(f"r=None means r[k] = c[k].conj().T, which needs square blocks; "
+                             f"c has blocks of shape {cb.shape[1:]}")
+        return cb, cb.conj().transpose(0, 2, 1)
+    rb = _blocks(r, "r")
+    _check_block_shape(rb, cb.shape[1:], "r")
+    return cb, rb
+
+
+def _word_view(arr):
+    """A C-contiguous native array viewed as unsigned words of the largest size dividing its items."""
+    size = arr.dtype.itemsize
+    word = next(w for w in (8, 4, 2, 1) if size % w == 0)
+    return arr.view(np.dtype(f"u{word}")), size // word
+
+
+def _copyable(dtype):
+    """Dtypes whose values are their bytes (numbers, datetimes), in native order."""
+    return dtype.kind in "biufcmM" and dtype.isnative
+
+
+def _allocate(shape, dtype, out, inputs, what):
+    if out is None:
+        ensure_allocatable(shape, dtype, what)
+        return np.empty(shape, dtype)
+    check_out(out, shape, dtype, inputs)
+    return out
+
+
+# Blocks at least this many words wide are copied straight from the inputs,
+# one block row at a time; narrower ones are first regrouped so that each
+# output row is a single copy.
+_WIDE_BLOCK_WORDS = 16
+
+
+def _strided_blocks(pieces, m, n, first, step, out, inputs, what):
+    """The (m*p, n*q) matrix whose block (i, j) is block ``k = first + step*i + j`` of a stack.
+
+    The stack is given as two pieces ``((x, x0, xs), (y, y0, ys))``: its block
+    ``k`` is ``x[x0 + xs*k]`` for ``k < len(x)`` and ``y[y0 + ys*(k - len(x))]``
+    beyond, so wide blocks are copied straight from the inputs.
+    """
+    (x, x0, xs), (y, y0, ys) = pieces
+    dtype = np.result_type(x.dtype, y.dtype)
+    p, q = x.shape[1:]
+    result = _allocate((m * p, n * q), dtype, out, inputs, what)
+    if result.size == 0:
+        return result
+    k = np.arange(m + n - 1)
+    in_x = k < len(x)
+    take = np.where(in_x, x0 + xs * k, y0 + ys * (k - len(x)))  # block of x or of y
+    if not _copyable(dtype):  # object, strings, non-native order: numpy's gather
+        stack = np.empty((m + n - 1, p, q), dtype)
+        stack[in_x], stack[~in_x] = x[take[in_x]], y[take[~in_x]]
+        idx = first + step * np.arange(m)[:, None] + np.arange(n)[None, :]
+        result[...] = stack[idx].transpose(0, 2, 1, 3).reshape(m * p, n * q)
+        return result
+    target, words = _word_view(result)
+    if q * words >= _WIDE_BLOCK_WORDS:
+        xw = _word_view(np.ascontiguousarray(x, dtype=dtype))[0]
+        yw = xw if y is x else _word_view(np.ascontiguousarray(y, dtype=dtype))[0]
+        _block_segments(xw, yw, len(x), x0, xs, y0, ys, first, step, target,
+                        nbytes=result.nbytes)
+        return result
+    rows = np.empty((p, m + n - 1, q), dtype)  # row a of every stack block, side by side
+    rows[:, in_x] = x[take[in_x]].transpose(1, 0, 2)
+    rows[:, ~in_x] = y[take[~in_x]].transpose(1, 0, 2)
+    _strided_rows(_word_view(rows.reshape(p, -1))[0], p, first, step, q * words, target,
+                  nbytes=result.nbytes)
+    return result
+
+
+def block_toeplitz(c, r=None, *, out=None):
+    """Block Toeplitz matrix from its first block column and first block row.
+
+    Block (i, j) is ``c[i - j]`` for ``i >= j`` and ``r[j - i]`` otherwise.
+
+    Parameters
+    ----------
+    c : array_like, shape (m, p, q), or (m,) for 1x1 blocks
+        Blocks of the first block column.
+    r : array_like, shape (n, p, q), or (n,) for 1x1 blocks, optional
+        Blocks of the first block row; ``r[0]`` is ignored (``c[0]`` wins).
+        None means ``r[k] = c[k].conj().T`` (block Hermitian; needs square
+        blocks).
+    out : ndarray, shape (m*p, n*q), optional
+        C-contiguous array of the result dtype to write into.
+
+    Returns
+    -------
+    ndarray, shape (m*p, n*q)
+        dtype ``np.result_type(c, r)``.  For 1-D ``c`` and ``r`` this equals
+        ``scipy.linalg.toeplitz(c, r)`` bit for bit.
+
+    Raises
+    ------
+    ValueError
+        For ragged blocks, a 2-D or 4-D+ ``c``/``r``, blocks of ``r`` shaped
+        unlike ``c``'s, or non-square blocks with ``r=None``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import kronjit
+    >>> kronjit.block_toeplitz([1, 2, 3], [1, 4, 5, 6])
+    array([[1, 4, 5, 6],
+           [2, 1, 4, 5],
+           [3, 2, 1, 4]])
+    >>> c = np.array([np.eye(2), 2 * np.ones((2, 2))])
+    >>> kronjit.block_toeplitz(c)
+    array([[1., 0., 2., 2.],
+           [0., 1., 2., 2.],
+           [2., 2., 1., 0.],
+           [2., 2., 0., 1.]])
+    """
+    cb, rb = _toeplitz_blocks(c, r)
+    m, n = cb.shape[0], rb.shape[0]
+    # stack = c reversed, then r[1:]; block (i, j) = stack[m - 1 - i + j]
+    return _strided_blocks(((cb, m - 1, -1), (rb, 1, 1)), m, n, m - 1, -1, out, (c, r),
+                           "block_toeplitz output")
+
+
+def block_hankel(c, r=None, *, out=None):
+    """Block Hankel matrix from its first block column and last block row.
+
+    Block (i, j) is ``c[i + j]`` for ``i + j < m`` and ``r[i + j - m + 1]``
+    otherwise.
+
+    Parameters
+    ----------
+    c : array_like, shape (m, p, q), or (m,) for 1x1 blocks
+        Blocks of the first block column.
+    r : array_like, shape (n, p, q), or (n,) for 1x1 blocks, optional
+        Blocks of the last block row; ``r[0]`` is ignored.  None means m zero
+        blocks.
+    out : ndarray, shape (m*p, n*q), optional
+        C-contiguous array of the result dtype to write into.
+
+    Returns
+    -------
+    ndarray, shape (m*p, n*q)
+        dtype ``np.result_type(c, r)``; for 1-D inputs equal to
+        ``scipy.linalg.hankel(c, r)`` bit for bit.
+
+    Examples
+    --------
+    >>> import kronjit
+    >>> kronjit.block_hankel([1, 2, 3], [3, 4, 5])
+    array([[1, 2, 3],
+           [2, 3, 4],
+           [3, 4, 5]])
+    """
+    cb = _blocks(c, "c")
+    if r is None:
+        rb = np.zeros_like(cb)
+    else:
+        rb = _blocks(r, "r")
+        _check_block_shape(rb, cb.shape[1:], "r")
+    m, n = cb.shape[0], rb.shape[0]
+    # stack = c, then r[1:]; block (i, j) = stack[i + j]
+    return _strided_blocks(((cb, 0, 1), (rb, 1, 1)), m, n, 0, 1, out, (c, r),
+                           "block_hankel output")
+
+
+def block_circulant(c, *, out=None):
+    """Block circulant matrix: block (i, j) is ``c[(i - j) mod n]``.
+
+    Parameters
+    ----------
+    c : array_like, shape (n, p, q), or (n,) for 1x1 blocks
+        Blocks of the first block column.
+    out : ndarray, shape (n*p, n*q), optional
+        C-contiguous array of c's dtype to write into.
+
+    Returns
+    -------
+    ndarray, shape (n*p, n*q)
+        For 1-D ``c`` equal to ``scipy.linalg.circulant(c)`` bit for bit.
+
+    Examples
+    --------
+    >>> import kronjit
+    >>> kronjit.block_circulant([1, 2, 3])
+    array([[1, 3, 2],
+           [2, 1, 3],
+           [3, 2, 1]])
+    """
+    cb = _blocks(c, "c")
+    n = cb.shape[0]
+    # stack = c reversed, then c[n-1], ..., c[1]; block (i, j) = stack[n - 1 - i + j]
+    return _strided_blocks(((cb, n - 1, -1), (cb, n - 1, -1)), n, n, n - 1, -1, out, (c,),
+                           "block_circulant output")
+
+
+def block_diag(*arrs, out=None):
+    """Block diagonal matrix, as ``scipy.linalg.block_diag``.
+
+    Parameters
+    ----------
+    *arrs : array_like
+        The diagonal blocks, each up to 2-D (scalars and 1-D arrays are
+        rows, as ``np.atleast_2d`` makes them; no argument is one empty
+        ``(1, 0)`` block).  Arguments of more dimensions are passed to
+        scipy, which treats them as it does (batches in recent versions).
+    out : ndarray, optional
+        C-contiguous array of the result shape and dtype to write into.
+
+    Returns
+    -------
+    ndarray, shape (sum of rows, sum of columns)
+        dtype ``np.result_type(*arrs)``; zeros off the diagonal blocks.
+
+    Examples
+    --------
+    >>> import kronjit
+    >>> kronjit.block_diag([[1, 2], [3, 4]], 5, [6, 7])
+    array([[1, 2, 0, 0, 0],
+           [3, 4, 0, 0, 0],
+           [0, 0, 5, 0, 0],
+           [0, 0, 0, 6, 7]])
+    """
+    if arrs == ():
+        arrs = ([],)
+    arrays = [np.atleast_2d(_as_array(a, f"block {i}")) for i, a in enumerate(arrs)]
+    if any(a.ndim > 2 for a in arrays):
+        result = scipy.linalg.block_diag(*arrays)
+        if out is None:
+            return result
+        check_out(out, result.shape, result.dtype, arrays)
+        out[...] = result
+        return out
+    dtype = np.result_type(*arrays)
+    heights = np.array([a.shape[0] for a in arrays], dtype=np.int64)
+    widths = np.array([a.shape[1] for a in arrays], dtype=np.int64)
+    shape = (int(heights.sum()), int(widths.sum()))
+    result = _allocate(shape, dtype, out, arrays, "block_diag output")
+    if result.size == 0:
+        return result
+    if not _copyable(dtype):
+        result[...] = 0
+        for a, r0, c0 in zip(arrays, np.cumsum(heights) - heights,
+                             np.cumsum(widths) - widths):
+            result[r0:r0 + a.shape[0], c0:c0 + a.shape[1]] = a
+        return result
+    blocks = [_word_view(np.ascontiguousarray(a, dtype=dtype))[0].ravel() for a in arrays]
+    target, words = _word_view(result)
+    block_width = widths * words
+    sizes = np.array([b.size for b in blocks], dtype=np.int64)
+    starts = lambda lengths: np.cumsum(lengths) - lengths  # noqa: E731 - exclusive prefix sums
+    _block_diag_rows(np.concatenate(blocks), np.repeat(np.arange(len(arrays)), heights),
+                     starts(heights), starts(block_width), block_width, starts(sizes),
+                     target, nbytes=result.nbytes)
+    return result
+
+
+def block_toeplitz_matvec(c, r, x):
+    """``block_toeplitz(c, r) @ x`` by FFT, without forming the matrix.
+
+    The block Toeplitz matrix is embedded in a block circulant one of
+    ``N >= m + n - 1`` blocks, which FFTs along the block index diagonalise:
+    ``O((m+n) p q log(m+n) + (m+n) p q k)`` time and ``O((m+n)(pq + qk + pk))``
+    memory for ``k`` right-hand sides.
+
+    Parameters
+    ----------
+    c, r : array_like
+        As for :func:`block_toeplitz` (``r=None`` is the block Hermitian
+        default).
+    x : array_like, shape (n*q,) or (n*q, k)
+
+    Returns
+    -------
+    ndarray, shape (m*p,) or (m*p, k)
+        Floating dtype: ``np.result_type(c, r, x)`` if that is floating or
+        complex, float64 for integer and bool inputs.  Agrees with the dense
+        product to rounding (about ``eps * log(m+n)`` relative to
+        ``|T| @ |x|``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import kronjit
+    >>> c, r, x = [1.0, 2.0, 3.0], [1.0, 4.0], [1.0, -1.0]
+    >>> kronjit.block_toeplitz_matvec(c, r, x)
+    array([-3.,  1.,  1.])
+    >>> kronjit.block_toeplitz(c, r) @ x
+    array([-3.,  1.,  1.])
+    """
+    cb, rb = _toeplitz_blocks(c, r)
+    x = _as_array(x, "x")
+    (m, p, q), n = cb.shape, rb.shape[0]
+    if x.ndim not in (1, 2) or x.shape[0] != n * q:
+        raise ValueError(f"x must have shape ({n * q},) or ({n * q}, k) for a block Toeplitz "
+                         f"matrix of {n} block columns of width {q}; got shape {x.shape}")
+    for arr, name in ((cb, "c"), (rb, "r"), (x, "x")):
+        if arr.dtype.kind not in "biufc":
+            raise TypeError(f"{name} must be numeric (bool, integer, float or complex); "
+                            f"got dtype {arr.dtype}")
+    dtype = np.result_type(cb.dtype, rb.dtype, x.dtype, 1.0)
+    k = 1 if x.ndim == 1 else x.shape[1]
+    if 0 in (m, n, p, q, k):  # an empty sum, or nothing to sum into
+        return np.zeros((m * p,) if x.ndim == 1 else (m * p, k), dtype)
+    real = dtype.kind == "f"
+    size = scipy.fft.next_fast_len(m + n - 1, real=real)
+    column = np.zeros((size, p, q), dtype)
+    column[:m] = cb
+    if n > 1:
+        column[size - n + 1:] = rb[:0:-1]  # column[size - s] = r[s]
+    xs = np.zeros((size, q, k), dtype)
+    xs[:n] = x.reshape(n, q, k)
+    workers = get_num_threads()
+    forward, inverse = (scipy.fft.rfft, scipy.fft.irfft) if real else (scipy.fft.fft, scipy.fft.ifft)
+    spectrum = np.matmul(forward(column, axis=0, workers=workers),
+                         forward(xs, axis=0, workers=workers))
+    if real:
+        y = inverse(spectrum, n=size, axis=0, workers=workers)[:m]
+    else:
+        y = inverse(spectrum, axis=0, workers=workers)[:m]
+    y = y.reshape(m * p, k).astype(dtype, copy=False)
+    return y[:, 0].copy() if x.ndim == 1 else y
