@@ -10,7 +10,7 @@ import sys
 import numpy as np
 
 __all__ = ["KERNEL_DTYPES", "available_memory", "check_out", "ensure_allocatable",
-           "ensure_arrays_allocatable", "format_bytes"]
+           "ensure_arrays_allocatable", "format_bytes", "output_array", "into_out"]
 
 #: Result dtypes the jitted kernels handle (native byte order).  Anything else
 #: (float16, longdouble, object, datetime, ...) is left to the reference.
@@ -123,3 +123,22 @@ def check_out(out, shape, dtype, inputs, name="out"):
         if isinstance(x, np.ndarray) and np.may_share_memory(out, x):
             raise ValueError(f"{name} overlaps input {i}; pass an array that shares no memory "
                              "with the inputs")
+
+
+def output_array(shape, dtype, out, inputs, what):
+    """Where a result goes: a new array (after the memory check) or ``out`` (after check_out)."""
+    if out is None:
+        ensure_allocatable(shape, dtype, what)
+        return np.empty(shape, dtype)
+    check_out(out, shape, dtype, inputs)
+    return out
+
+
+def into_out(result, out, inputs):
+    """A result computed elsewhere (by the reference), copied into ``out`` if one is given."""
+    if out is None:
+        return result
+    result = np.asarray(result)
+    check_out(out, result.shape, result.dtype, inputs)
+    np.copyto(out, result)
+    return out

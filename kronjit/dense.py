@@ -18,7 +18,7 @@ from numba import njit, prange
 
 from ._arith import EXACT_DTYPES, complex_mul_mode, mul
 from ._runtime import kernel
-from ._validation import check_out, ensure_allocatable
+from ._validation import into_out, output_array
 
 __all__ = ["kron"]
 
@@ -147,12 +147,7 @@ def _delegate(factors, out):
     result = factors[0]
     for f in factors[1:]:
         result = np.kron(result, f)
-    if out is None:
-        return result
-    result = np.asarray(result)
-    check_out(out, result.shape, result.dtype, factors)
-    np.copyto(out, result)
-    return out
+    return into_out(result, out, factors)
 
 
 def _as_plain_array(x):
@@ -242,12 +237,8 @@ def _kron_uniform(arrays, dtype, out):
     nd = max(x.ndim for x in arrays)
     shapes = tuple((1,) * (nd - x.ndim) + x.shape for x in arrays)
     out_shape, plan = _plan(shapes)
-    if out is None:
-        nbytes = ensure_allocatable(out_shape, dtype, "kron output")
-        result = np.empty(out_shape, dtype)
-    else:
-        check_out(out, out_shape, dtype, arrays)
-        nbytes, result = out.nbytes, out
+    result = output_array(out_shape, dtype, out, arrays, "kron output")
+    nbytes = result.nbytes
     if nbytes == 0:
         return result
     if dtype == np.bool_:

@@ -15,7 +15,7 @@ import scipy.linalg
 from numba import prange
 
 from ._runtime import get_num_threads, kernel
-from ._validation import check_out, ensure_allocatable
+from ._validation import into_out, output_array
 
 __all__ = ["block_toeplitz", "block_hankel", "block_circulant", "block_diag",
            "block_toeplitz_matvec"]
@@ -141,14 +141,6 @@ def _copyable(dtype):
     return dtype.kind in "biufcmM" and dtype.isnative
 
 
-def _allocate(shape, dtype, out, inputs, what):
-    if out is None:
-        ensure_allocatable(shape, dtype, what)
-        return np.empty(shape, dtype)
-    check_out(out, shape, dtype, inputs)
-    return out
-
-
 # Blocks at least this many words wide are copied straight from the inputs,
 # one block row at a time; narrower ones are first regrouped so that each
 # output row is a single copy.
@@ -165,7 +157,7 @@ def _strided_blocks(pieces, m, n, first, step, out, inputs, what):
     (x, x0, xs), (y, y0, ys) = pieces
     dtype = np.result_type(x.dtype, y.dtype)
     p, q = x.shape[1:]
-    result = _allocate((m * p, n * q), dtype, out, inputs, what)
+    result = output_array((m * p, n * q), dtype, out, inputs, what)
     if result.size == 0:
         return result
     k = np.arange(m + n - 1)
@@ -345,17 +337,12 @@ def block_diag(*arrs, out=None):
         arrs = ([],)
     arrays = [np.atleast_2d(_as_array(a, f"block {i}")) for i, a in enumerate(arrs)]
     if any(a.ndim > 2 for a in arrays):
-        result = scipy.linalg.block_diag(*arrays)
-        if out is None:
-            return result
-        check_out(out, result.shape, result.dtype, arrays)
-        out[...] = result
-        return out
+        return into_out(scipy.linalg.block_diag(*arrays), out, arrays)
     dtype = np.result_type(*arrays)
     heights = np.array([a.shape[0] for a in arrays], dtype=np.int64)
     widths = np.array([a.shape[1] for a in arrays], dtype=np.int64)
     shape = (int(heights.sum()), int(widths.sum()))
-    result = _allocate(shape, dtype, out, arrays, "block_diag output")
+    result = output_array(shape, dtype, out, arrays, "block_diag output")
     if result.size == 0:
         return result
     if not _copyable(dtype):
