@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .structured import gather_blocks
+
 __all__ = ["Case", "cases", "run_case", "run", "add_arguments", "random_sparse",
-           "result_arrays",
-           "gather_blocks", "gather_toeplitz"]
+           "result_arrays", "gather_blocks", "gather_toeplitz"]
 
 
 @dataclass
@@ -122,12 +123,6 @@ def _sparse_case(a_spec, b_spec, format="csr", op="kron", quick=False):
 
     return Case("sparse", name, f"scipy.sparse.{op}", setup, quick,
                 {"a": list(a_spec), "b": list(b_spec), "format": format, "op": op})
-
-
-def gather_blocks(stack, idx):
-    """The numpy reference for block structured matrices: block (i, j) is stack[idx[i, j]]."""
-    (m, n), (p, q) = idx.shape, stack.shape[1:]
-    return stack[idx].transpose(0, 2, 1, 3).reshape(m * p, n * q)
 
 
 def gather_toeplitz(c, r):
