@@ -111,14 +111,14 @@ class SparseRatios:
 
     def track_speedup_vs_scipy(self, case, fmt):
         return side_by_side(lambda: sp.kron(*self.factors, format=fmt),
-                            lambda: self._kronjit(fmt), repeat=5)
+                            lambda: self._kronjit(fmt))
     track_speedup_vs_scipy.unit = "x"
 
     def track_fill_fraction(self, case, fmt):
         def fill():
             for size, dtype in self.result_shapes:
                 np.empty(size, dtype).fill(1)
-        return side_by_side(fill, lambda: self._kronjit(fmt), repeat=5)
+        return side_by_side(fill, lambda: self._kronjit(fmt))
     track_fill_fraction.unit = "fraction of fill bandwidth"
 
     def track_peak_memory_over_result(self, case, fmt):
@@ -142,5 +142,5 @@ class SparseKronsumRatios:
 
     def track_speedup_vs_scipy(self, case):
         return side_by_side(lambda: sp.kronsum(*self.factors),
-                            lambda: kronjit.sparse.kronsum(*self.factors), repeat=5)
+                            lambda: kronjit.sparse.kronsum(*self.factors))
     track_speedup_vs_scipy.unit = "x"

@@ -4,8 +4,13 @@ import time
 import numpy as np
 
 
-def side_by_side(reference, candidate, repeat=7):
+#: Repeats per side-by-side ratio (the benchmark smoke test sets it to 1).
+REPEAT = 7
+
+
+def side_by_side(reference, candidate, repeat=None):
     """Median over repeats of reference_time / candidate_time, run alternately."""
+    repeat = REPEAT if repeat is None else repeat
     reference(), candidate()
     ratios = []
     for _ in range(repeat):

@@ -1,0 +1,52 @@
+"""Every asv benchmark runs once, so a broken benchmark fails the test suite (and CI).
+
+Nothing is timed: each benchmark class is set up for every parameter
+combination and each of its ``time_``/``peakmem_``/``track_`` methods is
+called once, with side-by-side ratios measured over a single repeat.
+"""
+import importlib
+import inspect
+import itertools
+import math
+import pathlib
+
+import pytest
+
+import benchmarks.common
+
+BENCH_DIR = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
+KINDS = ("time_", "peakmem_", "track_")
+
+
+def benchmark_cases():
+    for path in sorted(BENCH_DIR.glob("bench_*.py")):
+        module = importlib.import_module(f"benchmarks.{path.stem}")
+        for name, cls in inspect.getmembers(module, inspect.isclass):
+            if cls.__module__ != module.__name__:
+                continue
+            methods = [m for m in dir(cls) if m.startswith(KINDS)]
+            if not methods:
+                continue
+            params = getattr(cls, "params", ())
+            if params and not isinstance(params[0], (list, tuple)):
+                params = (params,)
+            for combo in itertools.product(*params):
+                yield pytest.param(cls, combo, methods, id=f"{path.stem}.{name}{list(combo)}")
+
+
+@pytest.mark.parametrize("cls,combo,methods", list(benchmark_cases()))
+def test_benchmark_runs_once(cls, combo, methods, monkeypatch):
+    monkeypatch.setattr(benchmarks.common, "REPEAT", 1)
+    bench = cls()
+    if hasattr(bench, "setup"):
+        bench.setup(*combo)
+    for method in methods:
+        value = getattr(bench, method)(*combo)
+        if method.startswith("track_"):
+            assert isinstance(value, float) and math.isfinite(value) and value > 0, (method, value)
+
+
+def test_every_module_is_collected():
+    names = {p.stem for p in BENCH_DIR.glob("bench_*.py")}
+    collected = {c.values[0].__module__.split(".")[-1] for c in benchmark_cases()}
+    assert names == collected
