@@ -248,12 +248,12 @@ def run_case(case, repeat=7, min_time=0.02):
         "params": case.params, "repeat": repeat, "inner": inner,
         "reference_s": median(ref_t), "kronjit_s": median(new_t), "fill_s": median(fill_t),
         "speedup": median(ratios), "fill_fraction": median(fills),
-        "peak_memory_over_result": _peak_over_result(candidate),
+        **_memory(candidate),
     }
 
 
-def _peak_over_result(candidate):
-    """Peak memory allocated during one call (tracemalloc) over the bytes of its result."""
+def _memory(candidate):
+    """Bytes of one call's result, and the peak allocated during it (tracemalloc) over them."""
     import tracemalloc
     tracemalloc.start()
     try:
@@ -262,7 +262,7 @@ def _peak_over_result(candidate):
     finally:
         tracemalloc.stop()
     size = sum(a.nbytes for a in result_arrays(result))
-    return peak / size if size else float("nan")
+    return {"result_bytes": size, "peak_memory_over_result": peak / size if size else float("nan")}
 
 
 def _fmt_time(s):
@@ -296,6 +296,9 @@ def add_arguments(parser):
     parser.add_argument("--repeat", type=int, default=None,
                         help="repeats per case (default 7, 3 with --quick)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--plot", metavar="FILE",
+                        help="also draw speedup against output size, one panel per family "
+                             "(.png or .svg; needs matplotlib)")
 
 
 def run(args):
@@ -309,6 +312,12 @@ def run(args):
     if repeat < 1:
         print("--repeat must be at least 1", file=sys.stderr)
         return 2
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401 - checked before the study, not after
+        except ImportError:
+            print("--plot needs matplotlib (python -m pip install matplotlib)", file=sys.stderr)
+            return 2
     runtime = info(start_threads=True)
     print(f"kronjit {runtime['kronjit']}  numba {runtime['numba']}  numpy {runtime['numpy']}  "
           f"threads {runtime['num_threads']} ({runtime['threading_layer']})  "
@@ -327,4 +336,42 @@ def run(args):
         with open(args.json, "w") as f:
             json.dump({"runtime": runtime, "results": results}, f, indent=2)
         print(f"wrote {args.json}")
+    if args.plot:
+        plot(results, args.plot, title=f"kronjit {runtime['kronjit']}, "
+             f"{runtime['num_threads']} threads ({runtime['threading_layer']})")
+        print(f"wrote {args.plot}")
     return 0
+
+
+def plot(results, path, title=""):
+    """Speedup over the reference against output size, one panel per family.
+
+    The dashed line is 1x; open markers are the speedup a call writing its
+    output at ``fill`` bandwidth would have (reference time / fill time), the
+    limit for constructors.
+    """
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    families = list(dict.fromkeys(r["family"] for r in results))
+    fig, axes = plt.subplots(1, len(families), figsize=(6 * len(families), 4.8), squeeze=False)
+    for ax, family in zip(axes[0], families):
+        rows = [r for r in results if r["family"] == family]
+        size = [max(r["result_bytes"], 1) for r in rows]
+        ax.scatter(size, [r["speedup"] for r in rows], color="C0", label="kronjit speedup")
+        limited = [(s, r["reference_s"] / r["fill_s"]) for s, r in zip(size, rows) if r["fill_s"]]
+        if limited:
+            ax.scatter(*zip(*limited), facecolors="none", edgecolors="C1",
+                       label="at fill bandwidth")
+        for s, r in zip(size, rows):
+            ax.annotate(r["case"], (s, r["speedup"]), fontsize=6, xytext=(3, 3),
+                        textcoords="offset points")
+        ax.axhline(1.0, color="gray", linestyle="--", linewidth=1, label="1x (reference)")
+        ax.set(xscale="log", yscale="log", title=family, xlabel="output size (bytes)",
+               ylabel="speedup over reference (x)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

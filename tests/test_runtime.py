@@ -278,10 +278,16 @@ def test_cli_info_and_compare_quick_run(tmp_path):
         import sys, json
         from kronjit.__main__ import main
         assert main(["info"]) == 0
-        assert main(["compare", "--quick", "--repeat", "1", "--json", {str(out)!r}]) == 0
+        assert main(["compare", "--quick", "--repeat", "1", "--json", {str(out)!r},
+                     "--plot", {str(tmp_path / "s.png")!r}]) == 0
         data = json.load(open({str(out)!r}))
         assert data["results"] and all(r["speedup"] > 0 for r in data["results"])
+        assert {{r["family"] for r in data["results"]}} == {{"dense", "sparse", "structured"}}
+        assert main(["compare", "--quick", "--repeat", "1", "--only", "structured",
+                     "--plot", {str(tmp_path / "s.svg")!r}]) == 0
         print("OK")
     """)
     assert_child_ok(proc)
     assert "threading_layer" in proc.stdout and "speedup" in proc.stdout
+    assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert b"<svg" in (tmp_path / "s.svg").read_bytes()[:1000]
