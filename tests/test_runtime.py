@@ -2,7 +2,9 @@
 
 Anything that could abort the interpreter runs in a child process.
 """
+import importlib.metadata
 import os
+import subprocess
 import sys
 
 import numba
@@ -13,7 +15,25 @@ import kronjit
 from kronjit import _runtime
 from conftest import assert_child_ok, run_python
 
-LAYERS = ["omp", "workqueue"]
+def _tbb_installed():
+    try:
+        importlib.metadata.version("tbb")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+# tbb where its wheel is installed (the test extra installs it on x86-64)
+LAYERS = ["omp", "workqueue"] + (["tbb"] if _tbb_installed() else [])
+
+
+def layer_env(layer):
+    """Environment selecting a threading layer; the tbb wheel's library lives in sys.prefix/lib."""
+    env = {"NUMBA_THREADING_LAYER": layer}
+    if layer == "tbb":
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(
+            p for p in (os.path.join(sys.prefix, "lib"), os.environ.get("LD_LIBRARY_PATH")) if p)
+    return env
 
 # 8 threads x 50 calls on outputs big enough for the parallel kernel, each
 # checked against a result computed before the threads start.
@@ -61,7 +81,7 @@ print("OK", numba.threading_layer())
 @pytest.mark.subprocess
 @pytest.mark.parametrize("layer", LAYERS)
 def test_eight_threads_fifty_calls_each(layer):
-    proc = run_python(CONCURRENT, env={"NUMBA_THREADING_LAYER": layer})
+    proc = run_python(CONCURRENT, env=layer_env(layer))
     assert_child_ok(proc, marker=f"OK {layer}")
 
 
@@ -90,8 +110,45 @@ print("OK")
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 @pytest.mark.parametrize("layer", LAYERS)
 def test_forked_child_uses_serial_twin(layer):
-    proc = run_python(FORK.format(layer=layer), env={"NUMBA_THREADING_LAYER": layer})
+    proc = run_python(FORK.format(layer=layer), env=layer_env(layer))
     assert_child_ok(proc)
+
+
+MULTIPROCESSING = """
+import multiprocessing as mp
+import sys
+import numpy as np, kronjit
+from kronjit.compare import random_sparse
+
+
+def work(seed):
+    rng = np.random.default_rng(seed)
+    a, b = rng.standard_normal((128, 64)), rng.standard_normal((4, 4))
+    s = random_sparse(150, 5, seed)
+    c = rng.standard_normal((32, 16, 16))
+    return (kronjit.kron(a, b), kronjit.sparse.kron(s, s[:60, :60], format="csr").toarray(),
+            kronjit.block_toeplitz(c))
+
+
+if __name__ == "__main__":
+    method = sys.argv[1]
+    expected = [work(seed) for seed in range(3)]  # the parent starts the thread pool first
+    with mp.get_context(method).Pool(2) as pool:
+        got = pool.map(work, range(3))
+    assert all(np.array_equal(x, y) for g, e in zip(got, expected) for x, y in zip(g, e))
+    print("OK", method)
+"""
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize("method", [m for m in ("fork", "spawn", "forkserver")
+                                    if m in __import__("multiprocessing").get_all_start_methods()])
+def test_multiprocessing_children_after_parallel_kernels(method, tmp_path):
+    script = tmp_path / "mp_script.py"
+    script.write_text(MULTIPROCESSING)
+    proc = subprocess.run([sys.executable, str(script), method], capture_output=True, text=True,
+                          timeout=600, cwd=tmp_path)
+    assert_child_ok(proc, marker=f"OK {method}")
 
 
 @pytest.mark.subprocess
