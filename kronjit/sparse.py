@@ -15,6 +15,7 @@ reproduced; so are n-D sparse arrays and dtypes without a kernel
 (longdouble, ...).
 """
 import math
+from collections import namedtuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -201,6 +202,16 @@ def _diagonal_entry(ia, ib, a_has, a_raw, a_only, b_has, b_raw, b_only, tmp):
     return tmp[0] != 0
 
 
+@njit(inline="always")
+def _copy_shifted(idx, val, lo, hi, scale, shift, out_idx, out_val, pos):
+    """Entries lo..hi to ``out[pos:]`` with indices ``idx * scale + shift``; returns the new pos."""
+    for k in range(lo, hi):
+        out_idx[pos] = idx[k] * scale + shift
+        out_val[pos] = val[k]
+        pos += _U(1)
+    return pos
+
+
 @kernel
 def _kronsum_count(a_ptr, a_has, a_raw, a_only, b_ptr, b_has, b_raw, b_only, counts, nchunks):
     """counts[r + 1] = length of kronsum row r = ib * m + ia."""
@@ -254,26 +265,15 @@ def _kronsum_fill(a_ptr, a_idx, a_val, a_split, a_has, a_raw, a_only,
                 base = ib * m
                 b_lo, b_mid, b_hi = _U(b_ptr[ib]), _U(b_ptr[ib] + b_split[ib]), _U(b_ptr[ib + 1])
                 a_lo, a_mid, a_hi = _U(a_ptr[ia]), _U(a_ptr[ia] + a_split[ia]), _U(a_ptr[ia + 1])
-                for k in range(b_lo, b_mid):
-                    out_idx[pos] = b_idx[k] * m + ia
-                    out_val[pos] = b_val[k]
-                    pos += _U(1)
-                for k in range(a_lo, a_mid):
-                    out_idx[pos] = base + a_idx[k]
-                    out_val[pos] = a_val[k]
-                    pos += _U(1)
+                # B's entries go to columns jb * m + ia, A's to ib * m + ja
+                pos = _copy_shifted(b_idx, b_val, b_lo, b_mid, m, ia, out_idx, out_val, pos)
+                pos = _copy_shifted(a_idx, a_val, a_lo, a_mid, 1, base, out_idx, out_val, pos)
                 if _diagonal_entry(ia, ib, a_has, a_raw, a_only, b_has, b_raw, b_only, tmp):
                     out_idx[pos] = base + ia
                     out_val[pos] = tmp[0]
                     pos += _U(1)
-                for k in range(a_mid, a_hi):
-                    out_idx[pos] = base + a_idx[k]
-                    out_val[pos] = a_val[k]
-                    pos += _U(1)
-                for k in range(b_mid, b_hi):
-                    out_idx[pos] = b_idx[k] * m + ia
-                    out_val[pos] = b_val[k]
-                    pos += _U(1)
+                pos = _copy_shifted(a_idx, a_val, a_mid, a_hi, 1, base, out_idx, out_val, pos)
+                pos = _copy_shifted(b_idx, b_val, b_mid, b_hi, m, ia, out_idx, out_val, pos)
                 if with_rows:
                     for p in range(start, pos):
                         out_row[p] = r
@@ -549,6 +549,12 @@ def kron(A, B, *more, format=None):
 
 # --- kronsum ---------------------------------------------------------------------
 
+# One factor of a Kronecker sum, split for the kernels: its off-diagonal
+# entries that survive (CSR-like ptr/indices/values, with split = how many lie
+# left of the diagonal), and its diagonal (has, raw term, term plus zero).
+_Side = namedtuple("_Side", "ptr indices values split has diag_raw diag_only")
+
+
 def _kronsum_side(arrays, size, raw, only):
     """Split one factor's rows into off-diagonal entries (kept if nonzero) and the diagonal.
 
@@ -570,13 +576,13 @@ def _kronsum_side(arrays, size, raw, only):
     diag_raw[rows[diagonal]] = raw[diagonal]
     diag_only = np.zeros(size, raw.dtype)
     diag_only[rows[diagonal]] = only[diagonal]
-    return ptr, indices[keep], only[keep], split, has, diag_raw, diag_only
+    return _Side(ptr, indices[keep], only[keep], split, has, diag_raw, diag_only)
 
 
-def _kronsum_terms(values, one, dtype, first):
-    """scipy's ``1 * a`` (L) or ``b * 1`` (R) in the factors' dtype, cast to ``dtype``."""
-    product = one * values if first else values * one
-    return _kernel_values(product, dtype)
+def _kronsum_terms(values, term_dtype, dtype, first):
+    """scipy's ``1 * a`` (L) or ``b * 1`` (R), computed in the factors' dtype, cast to ``dtype``."""
+    one, values = np.ones(1, term_dtype), values.astype(term_dtype)
+    return _kernel_values(one * values if first else values * one, dtype)
 
 
 def kronsum(A, B, format=None):
@@ -649,18 +655,17 @@ def kronsum(A, B, format=None):
     arrays_b = _canonical_arrays(b, orient, "B")
     if arrays_a is None or arrays_b is None:
         return sp.kronsum(A, B, format=format)
-    one = np.ones(1, term_dtype)
     zero = np.zeros(1, dtype)
-    raw_a = _kronsum_terms(arrays_a[2].astype(term_dtype), one, dtype, first=True)
-    raw_b = _kronsum_terms(arrays_b[2].astype(term_dtype), one, dtype, first=False)
+    raw_a = _kronsum_terms(arrays_a[2], term_dtype, dtype, first=True)
+    raw_b = _kronsum_terms(arrays_b[2], term_dtype, dtype, first=False)
     side_a = _kronsum_side(arrays_a, m, raw_a, _kernel_values(raw_a + zero, dtype))
     side_b = _kronsum_side(arrays_b, n, raw_b, _kernel_values(zero + raw_b, dtype))
     rows = m * n
     shape = (rows, rows)
     counts, _ = _allocate({"indptr": (rows + 1, np.int64)}, "sparse.kronsum row counts")
     counts = counts["indptr"]
-    # side = (ptr, indices, values, split, has_diagonal, diagonal_raw, diagonal_only)
-    _kronsum_count(side_a[0], *side_a[4:], side_b[0], *side_b[4:], counts,
+    _kronsum_count(side_a.ptr, side_a.has, side_a.diag_raw, side_a.diag_only,
+                   side_b.ptr, side_b.has, side_b.diag_raw, side_b.diag_only, counts,
                    nbytes=counts.nbytes)
     np.cumsum(counts, out=counts)
     nnz = int(counts[-1])
@@ -676,13 +681,13 @@ def kronsum(A, B, format=None):
     out, nbytes = _allocate({"data": (nnz, dtype), "indices": (nnz, idx),
                              "row": (nnz if with_rows else 0, idx)},
                             "sparse.kronsum output")
-    indptr = counts.astype(idx, copy=idx != np.int64)
     _kronsum_fill(*side_a, *side_b, counts, out["indices"], out["data"], out["row"],
                   nbytes=nbytes)
     if with_rows:
         # scipy converts its canonical CSR sum to COO
         return _coo_result(containers["coo"], shape, out["row"], out["indices"], out["data"],
                            canonical=_TOCOO_KEEPS_CANONICAL)
+    indptr = counts.astype(idx, copy=False)
     result = containers[orient]((out["data"], out["indices"], indptr), shape=shape)
     result.has_canonical_format = True
     return result.asformat(format)

@@ -413,8 +413,9 @@ def block_toeplitz_matvec(c, r, x):
                             f"got dtype {arr.dtype}")
     dtype = np.result_type(cb.dtype, rb.dtype, x.dtype, 1.0)
     k = 1 if x.ndim == 1 else x.shape[1]
+    out_shape = (m * p,) + x.shape[1:]
     if 0 in (m, n, p, q, k):  # an empty sum, or nothing to sum into
-        return np.zeros((m * p,) if x.ndim == 1 else (m * p, k), dtype)
+        return np.zeros(out_shape, dtype)
     real = dtype.kind == "f"
     size = scipy.fft.next_fast_len(m + n - 1, real=real)
     column = np.zeros((size, p, q), dtype)
@@ -427,9 +428,5 @@ def block_toeplitz_matvec(c, r, x):
     forward, inverse = (scipy.fft.rfft, scipy.fft.irfft) if real else (scipy.fft.fft, scipy.fft.ifft)
     spectrum = np.matmul(forward(column, axis=0, workers=workers),
                          forward(xs, axis=0, workers=workers))
-    if real:
-        y = inverse(spectrum, n=size, axis=0, workers=workers)[:m]
-    else:
-        y = inverse(spectrum, axis=0, workers=workers)[:m]
-    y = y.reshape(m * p, k).astype(dtype, copy=False)
-    return y[:, 0].copy() if x.ndim == 1 else y
+    y = inverse(spectrum, n=size, axis=0, workers=workers)[:m]  # the first m block rows
+    return np.array(y.reshape(out_shape), dtype=dtype)  # a copy: not a view of all N blocks
