@@ -51,6 +51,8 @@ dense = [[rng.standard_normal((64, 64)), rng.standard_normal((8, 8))],
          [(rng.standard_normal((40, 40)) + 1j).astype(np.complex64), rng.standard_normal((6, 6))]]
 a, b = random_sparse(150, 5, 1), random_sparse(80, 5, 2)
 c, r = rng.standard_normal((32, 16, 16)), rng.standard_normal((24, 16, 16))
+vt_factors = [rng.standard_normal((12, 10)), rng.standard_normal((8, 9)), rng.standard_normal((10, 11))]
+vt_x = rng.standard_normal((10 * 9 * 11, 40))  # big enough for the parallel build
 calls = [(lambda f=f: kronjit.kron(*f),
           np.kron(np.kron(f[0], f[1]), f[2]) if len(f) == 3 else np.kron(*f)) for f in dense]
 calls += [(lambda: kronjit.sparse.kron(a, b, format="csr").toarray(),
@@ -59,7 +61,8 @@ calls += [(lambda: kronjit.sparse.kron(a, b, format="csr").toarray(),
            sp.kron(a, b, format="coo").toarray()),
           (lambda: kronjit.sparse.kronsum(a, b[:80]).toarray(), sp.kronsum(a, b).toarray()),
           (lambda: kronjit.block_toeplitz(c, r), gather_toeplitz(c, r)),
-          (lambda: kronjit.block_diag(*c), scipy.linalg.block_diag(*c))]
+          (lambda: kronjit.block_diag(*c), scipy.linalg.block_diag(*c)),
+          (lambda: kronjit.kron_matvec(vt_factors, vt_x), kronjit.kron_matvec(vt_factors, vt_x))]
 errors = []
 def work(t):
     try:

@@ -1,0 +1,344 @@
+"""kron_matvec against the dense product ``kron(*factors) @ x``.
+
+Factor shapes are distinct and rectangular wherever possible, so that a
+swapped axis or a transposed factor cannot give the right shape by accident.
+The tolerance is scaled to the problem: ``c * eps * (|K| @ |x|)``, entry by
+entry, with ``|K| = kron(|A1|, ..., |Ad|)`` and ``c`` growing with the
+inner dimensions summed over.
+"""
+import functools
+import math
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, strategies as st
+
+import kronjit
+from kronjit import vectrick
+
+
+def dense(f):
+    return f.toarray() if sp.issparse(f) else np.asarray(f)
+
+
+def dense_kron(factors):
+    return functools.reduce(np.kron, [dense(f) for f in factors])
+
+
+def assert_matvec_close(got, factors, x, trans="N"):
+    # the product formed in the result dtype (numpy would round a float32
+    # kron before multiplying a float64 x)
+    dtype = np.result_type(*[f.dtype for f in factors], np.asarray(x).dtype)
+    k = dense_kron([dense(f).astype(dtype) for f in factors])
+    if trans == "T":
+        k = k.T
+    elif trans == "C":
+        k = k.conj().T
+    want = k @ x
+    assert got.shape == want.shape, (got.shape, want.shape)
+    assert got.dtype == want.dtype, (got.dtype, want.dtype)
+    work = np.result_type(got.dtype, np.float32)
+    eps = np.finfo(work).eps if work.kind in "fc" else 0
+    inner = sum(dense(f).shape[1 if trans == "N" else 0] for f in factors) + 4
+    bound = 4 * inner * eps * (np.abs(k) @ np.abs(x)) + np.finfo(np.float64).tiny
+    err = np.abs(got.astype(want.dtype) - want)
+    assert np.all(err <= bound), f"max error {err.max()} against bound {bound.ravel()[np.argmax(err)]}"
+
+
+def rand(rng, shape, dtype):
+    dtype = np.dtype(dtype)
+    if dtype.kind == "c":
+        return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(dtype)
+    if dtype.kind in "iu":
+        return rng.integers(0 if dtype.kind == "u" else -5, 6, shape).astype(dtype)
+    if dtype.kind == "b":
+        return rng.random(shape) < 0.5
+    return rng.standard_normal(shape).astype(dtype)
+
+
+# Each exercises a different route: fused small groups (through pre or post),
+# BLAS on the first / middle / last axis, and mixtures of the two.
+SHAPES = {
+    "small": [(2, 3), (4, 5), (3, 2)],
+    "small4": [(3, 4), (5, 3), (2, 2), (4, 3)],
+    "many_tiny": [(2, 2)] * 9,
+    "gemm_first": [(20, 18), (3, 4)],
+    "gemm_last": [(3, 4), (19, 17)],
+    "gemm_middle": [(2, 3), (18, 17), (3, 2)],
+    "mixed": [(5, 4), (17, 20), (2, 3), (4, 4)],
+    "one": [(6, 7)],
+    "wide": [(1, 6), (7, 1), (2, 5)],
+}
+DTYPES = ["float32", "float64", "complex64", "complex128"]
+
+
+@pytest.mark.parametrize("k", [None, 1, 3, 40])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", list(SHAPES))
+def test_against_dense_product(case, dtype, k):
+    rng = np.random.default_rng(abs(hash((case, dtype, k))) % 2**32)
+    factors = [rand(rng, s, dtype) for s in SHAPES[case]]
+    n = math.prod(s[1] for s in SHAPES[case])
+    x = rand(rng, (n,) if k is None else (n, k), dtype)
+    assert_matvec_close(kronjit.kron_matvec(factors, x), factors, x)
+
+
+@pytest.mark.parametrize("trans", ["T", "C", "H", 1, 2])
+@pytest.mark.parametrize("case", ["small4", "mixed", "gemm_middle"])
+def test_transposed_products(case, trans):
+    rng = np.random.default_rng(7)
+    factors = [rand(rng, s, "complex128") for s in SHAPES[case]]
+    m = math.prod(s[0] for s in SHAPES[case])
+    x = rand(rng, (m, 3), "complex128")
+    named = {"H": "C", 1: "T", 2: "C"}.get(trans, trans)
+    assert_matvec_close(kronjit.kron_matvec(factors, x, trans=trans), factors, x, named)
+
+
+def test_adjoint_identity():
+    rng = np.random.default_rng(8)
+    factors = [rand(rng, s, "complex128") for s in [(3, 4), (18, 17), (5, 2)]]
+    x = rand(rng, 4 * 17 * 2, "complex128")
+    y = rand(rng, 3 * 18 * 5, "complex128")
+    lhs = np.vdot(y, kronjit.kron_matvec(factors, x))
+    rhs = np.vdot(kronjit.kron_matvec(factors, y, trans="C"), x)
+    assert abs(lhs - rhs) <= 1e-12 * abs(lhs) * 100
+
+
+@pytest.mark.parametrize("dtypes", [("float32", "float64"), ("float32", "complex64"),
+                                    ("int32", "float32"), ("int64", "int8"), ("complex64", "float64"),
+                                    ("bool", "bool"), ("bool", "int16"), ("uint8", "uint8")])
+def test_mixed_dtypes_promote_like_numpy(dtypes):
+    fdt, xdt = dtypes
+    rng = np.random.default_rng(9)
+    factors = [rand(rng, (3, 2), fdt), rand(rng, (2, 4), "float32" if fdt == "complex64" else fdt)]
+    x = rand(rng, (8, 2), xdt)
+    got = kronjit.kron_matvec(factors, x)
+    want = dense_kron(factors) @ x
+    assert got.dtype == want.dtype
+    if want.dtype.kind in "biu":
+        assert np.array_equal(got, want)  # integer arithmetic is exact (wrapping as numpy's)
+    else:
+        assert_matvec_close(got, factors, x)
+
+
+def test_integer_wraparound_matches_numpy():
+    factors = [np.full((2, 2), 100, np.int8), np.full((3, 3), 7, np.int8)]
+    x = np.arange(6, dtype=np.int8)
+    assert np.array_equal(kronjit.kron_matvec(factors, x), dense_kron(factors) @ x)
+
+
+def test_float16_and_longdouble():
+    rng = np.random.default_rng(10)
+    for dtype in (np.float16, np.longdouble):
+        factors = [rand(rng, (3, 4), dtype), rand(rng, (20, 18), dtype)]
+        x = rand(rng, 72, dtype)
+        got = kronjit.kron_matvec(factors, x)
+        want = dense_kron(factors).astype(np.float64) @ x.astype(np.float64)
+        assert got.dtype == dtype
+        tol = 1e-2 if dtype == np.float16 else 1e-12
+        assert np.allclose(got.astype(np.float64), want, rtol=tol, atol=tol * np.abs(want).max())
+
+
+@pytest.mark.parametrize("fmt", ["csr", "csc", "coo", "lil", "dia"])
+@pytest.mark.parametrize("array", [True, False])
+def test_sparse_factors(fmt, array):
+    rng = np.random.default_rng(11)
+    def make(shape, density):
+        s = sp.random_array(shape, density=density, format=fmt, rng=rng)
+        return s if array else sp.csr_matrix(s).asformat(fmt)
+    s1 = make((20, 30), 0.2)
+    s2 = make((4, 3), 0.5)
+    factors = [s1, rand(rng, (2, 5), "float64"), s2]
+    x = rand(rng, (30 * 5 * 3, 4), "float64")
+    assert_matvec_close(kronjit.kron_matvec(factors, x), factors, x)
+    y = rand(rng, (20 * 2 * 4, 4), "float64")
+    assert_matvec_close(kronjit.kron_matvec(factors, y, trans="T"), factors, y, "T")
+
+
+def test_sparse_factor_with_duplicates_and_complex():
+    rows, cols = np.array([0, 0, 2, 1]), np.array([1, 1, 0, 2])
+    s = sp.coo_array((np.array([1 + 1j, 2, 3j, -1]), (rows, cols)), shape=(3, 3))
+    rng = np.random.default_rng(12)
+    factors = [rand(rng, (2, 4), "float32"), s]
+    x = rand(rng, 12, "float64")
+    got = kronjit.kron_matvec(factors, x)
+    assert got.dtype == np.complex128
+    assert_matvec_close(got, factors, x)
+
+
+@pytest.mark.parametrize("identity", [lambda n: np.eye(n), lambda n: sp.identity(n, format="csr"),
+                                      lambda n: sp.eye_array(n, format="dia")])
+def test_identity_factors_are_skipped(identity):
+    rng = np.random.default_rng(13)
+    a, b = rand(rng, (3, 4), "float64"), rand(rng, (5, 2), "float64")
+    factors = [a, identity(6), b]
+    x = rand(rng, 4 * 6 * 2, "float64")
+    assert_matvec_close(kronjit.kron_matvec(factors, x), factors, x)
+    # Skipped, not multiplied: an infinity stays where the identity puts it,
+    # where the dense product would spread 0 * inf = nan over the whole block.
+    x3 = x.reshape(4, 6, 2).copy()
+    x3[:, 2, :] = np.inf
+    got = kronjit.kron_matvec(factors, x3.ravel()).reshape(3, 6, 5)
+    assert np.isfinite(np.delete(got, 2, axis=1)).all()
+    assert not np.isfinite(got[:, 2, :]).all()
+
+
+def test_all_identity_copies_x():
+    x = np.arange(12.0)
+    got = kronjit.kron_matvec([np.eye(3), sp.identity(4)], x)
+    assert np.array_equal(got, x) and not np.shares_memory(got, x)
+
+
+def test_factor_order_shrinks_first():
+    # The (2 x 40) factor shrinks the tensor 20-fold: applied first, every
+    # later step works on 20x less; the (50 x 5) one grows it, so it goes last.
+    grow = vectrick._Factor("dense", 50, 5, None)
+    shrink = vectrick._Factor("dense", 2, 40, None)
+    square = vectrick._Factor("dense", 30, 30, None)
+    steps = vectrick._plan([grow, square, shrink], 8, True)
+    assert [s.factors[0] for s in steps] == [shrink, square, grow]
+
+
+def test_small_factors_are_grouped_into_few_passes():
+    small = [vectrick._Factor("small", 4, 4, None) for _ in range(10)]
+    steps = vectrick._plan(small, 8, True)
+    p_cap = vectrick.TILE_BYTES // (vectrick.LANE * 8)
+    assert len(steps) == math.ceil(10 / math.floor(math.log(p_cap, 4)))
+    assert sorted(a for s in steps for a in s.axes) == list(range(10))
+
+
+@pytest.mark.parametrize("layout", ["fortran", "strided", "negative", "readonly", "list"])
+def test_input_layouts(layout):
+    rng = np.random.default_rng(14)
+    factors = [np.asfortranarray(rand(rng, (3, 4), "float64")), rand(rng, (5, 6), "float64")[:, ::-1],
+               rand(rng, (18, 17), "float64").T]
+    n = 4 * 6 * 18
+    base = rand(rng, (2 * n, 6), "float64")
+    x = {"fortran": np.asfortranarray(base[:n]), "strided": base[::2, ::3],
+         "negative": base[n:0:-1, ::-1], "readonly": base[:n].copy(), "list": base[:n].tolist()}[layout]
+    if layout == "readonly":
+        x.flags.writeable = False
+        for f in factors:
+            f.flags.writeable = False
+    got = kronjit.kron_matvec(factors, x)
+    assert_matvec_close(got, factors, np.asarray(x))
+
+
+def test_zero_sizes():
+    rng = np.random.default_rng(15)
+    a = rand(rng, (3, 0), "float64")
+    got = kronjit.kron_matvec([a, rand(rng, (2, 2), "float64")], np.zeros(0))
+    assert got.shape == (6,) and not got.any()
+    got = kronjit.kron_matvec([rand(rng, (0, 3), "float64"), rand(rng, (2, 2), "float64")],
+                              np.ones((6, 2)))
+    assert got.shape == (0, 2)
+    got = kronjit.kron_matvec([rand(rng, (3, 3), "float64")], np.ones((3, 0)))
+    assert got.shape == (3, 0)
+
+
+def test_out_receives_result_and_is_returned():
+    rng = np.random.default_rng(16)
+    factors = [rand(rng, s, "float64") for s in SHAPES["mixed"]]
+    x = rand(rng, (4 * 20 * 3 * 4, 3), "float64")
+    out = np.full((5 * 17 * 2 * 4, 3), np.nan)
+    got = kronjit.kron_matvec(factors, x, out=out)
+    assert got is out
+    assert_matvec_close(out, factors, x)
+    # and again into the same buffer: the work buffers kept from the last call serve
+    x2 = rand(rng, x.shape, "float64")
+    kronjit.kron_matvec(factors, x2, out=out)
+    assert_matvec_close(out, factors, x2)
+
+
+def test_repeated_calls_with_changing_shapes_and_dtypes():
+    rng = np.random.default_rng(17)
+    for shapes, dtype in [(SHAPES["small4"], "float64"), (SHAPES["many_tiny"], "complex128"),
+                          (SHAPES["small"], "float32"), (SHAPES["small4"], "float64")]:
+        factors = [rand(rng, s, dtype) for s in shapes]
+        x = rand(rng, (math.prod(s[1] for s in shapes), 33), dtype)
+        assert_matvec_close(kronjit.kron_matvec(factors, x), factors, x)
+
+
+def bad_out_cases(shape, dtype):
+    good = np.zeros(shape, dtype)
+    return [
+        ("list", [0.0], TypeError, "numpy.ndarray"),
+        ("shape", np.zeros((shape[0] + 1,) + shape[1:], dtype), ValueError, "shape"),
+        ("dtype", np.zeros(shape, np.float32), TypeError, "dtype"),
+        ("layout", np.zeros(shape[::-1], dtype).T if len(shape) == 2 else
+         np.zeros(2 * shape[0], dtype)[::2], ValueError, "C-contiguous"),
+        ("readonly", np.frombuffer(good.tobytes(), dtype).reshape(shape), ValueError, "read-only"),
+    ]
+
+
+@pytest.mark.parametrize("k", [None, 3])
+def test_bad_out_rejected_before_writing(k):
+    rng = np.random.default_rng(18)
+    factors = [rand(rng, s, "float64") for s in SHAPES["small"]]
+    x = rand(rng, (30,) if k is None else (30, k), "float64")
+    shape = (24,) if k is None else (24, k)
+    for name, out, exc, words in bad_out_cases(shape, np.float64):
+        before = np.array(out, copy=True) if isinstance(out, np.ndarray) else None
+        with pytest.raises(exc, match=words):
+            kronjit.kron_matvec(factors, x, out=out)
+        if before is not None:
+            assert np.array_equal(out, before), name
+
+
+def test_out_overlapping_input_rejected():
+    buf = np.arange(60.0)
+    factors = [np.ones((2, 3)), np.ones((10, 10))]
+    with pytest.raises(ValueError, match="overlaps"):
+        kronjit.kron_matvec(factors, buf[:30], out=buf[20:40])
+    a = np.ones((4, 4))
+    with pytest.raises(ValueError, match="overlaps"):
+        kronjit.kron_matvec([a], np.ones(4), out=a[0])
+
+
+@pytest.mark.parametrize("factors, x, exc, words", [
+    (np.ones((2, 2)), np.ones(2), TypeError, "factors must be a list or tuple"),
+    ([], np.ones(1), ValueError, "at least one factor"),
+    ([np.ones((2, 2)), np.ones(3)], np.ones(6), ValueError, r"factors\[1\] must be 2-D"),
+    ([np.ones((2, 2, 2))], np.ones(2), ValueError, r"factors\[0\] must be 2-D"),
+    ([np.ones((2, 2)), object()], np.ones(4), ValueError, r"factors\[1\] must be 2-D"),
+    ([np.array([["a", "b"]])], np.ones(2), TypeError, r"factors\[0\] has dtype"),
+    ([np.ones((2, 3)), np.ones((4, 5))], np.ones(20), ValueError, r"column counts \(3, 5\)"),
+    ([np.ones((2, 3))], np.ones((3, 2, 2)), ValueError, "x must be 1-D"),
+    ([np.ones((2, 3))], np.array(["a", "b", "c"]), TypeError, "x has dtype"),
+    ([np.ones((2, 3))], sp.csr_array(np.ones((3, 1))), TypeError, "x must be a dense array"),
+])
+def test_bad_inputs(factors, x, exc, words):
+    with pytest.raises(exc, match=words):
+        kronjit.kron_matvec(factors, x)
+
+
+def test_bad_trans():
+    with pytest.raises(ValueError, match="trans must be"):
+        kronjit.kron_matvec([np.ones((2, 2))], np.ones(2), trans="X")
+
+
+def test_transposed_length_message():
+    with pytest.raises(ValueError, match="row counts"):
+        kronjit.kron_matvec([np.ones((2, 3))], np.ones(3), trans="T")
+
+
+def test_result_too_large_for_memory():
+    tall = np.ones((1 << 21, 1))
+    with pytest.raises(MemoryError, match="kron_matvec"):
+        kronjit.kron_matvec([tall, tall, tall], np.ones(1))
+
+
+@given(shapes=st.lists(st.tuples(st.integers(0, 5), st.integers(0, 5)), min_size=1, max_size=5),
+       k=st.sampled_from([None, 1, 2, 33]), dtype=st.sampled_from(["float64", "complex128", "int64"]),
+       seed=st.integers(0, 2**16))
+def test_property_against_dense(shapes, k, dtype, seed):
+    rng = np.random.default_rng(seed)
+    factors = [rand(rng, s, dtype) for s in shapes]
+    n = math.prod(s[1] for s in shapes)
+    x = rand(rng, (n,) if k is None else (n, k), dtype)
+    got = kronjit.kron_matvec(factors, x)
+    if np.dtype(dtype).kind == "i":
+        assert np.array_equal(got, dense_kron(factors) @ x) and got.dtype == np.int64
+    else:
+        assert_matvec_close(got, factors, x)
