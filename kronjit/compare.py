@@ -3,9 +3,13 @@
 Each case times kronjit against its reference side by side: both are warmed
 up (so JIT compilation is never timed), then run alternately, and the table
 reports medians over repeats of each time and of each repeat's ratio.  The
-limit column is the machine's write bandwidth: the time ``ndarray.fill``
-takes on an array of the output's size (a fresh array for calls that
-allocate, the same buffer for ``out=`` calls) divided by kronjit's time.
+limit column ("fill") times what bounds the kernel, as a fraction of
+kronjit's time.  For constructors it is the machine's write bandwidth: the
+time ``ndarray.fill`` takes on an array of the output's size (a fresh array
+for calls that allocate, the same buffer for ``out=`` calls).  For the
+vec-trick it is BLAS GEMM throughput (a square GEMM doing the same number of
+flops) where a factor is large, and otherwise memory bandwidth (one copy of
+``x`` into a fresh array: a single read and write pass).
 """
 import json
 import math
@@ -17,7 +21,8 @@ import numpy as np
 
 from .structured import gather_blocks
 
-__all__ = ["Case", "cases", "run_case", "run", "add_arguments", "random_sparse",
+__all__ = ["Case", "cases", "run_case", "run", "add_arguments", "random_sparse", "shuffle_matvec",
+           "vectrick_label",
            "result_arrays", "gather_blocks", "gather_toeplitz"]
 
 
@@ -180,6 +185,106 @@ def _matvec_case(m, p, quick=False):
                 {"m": m, "p": p})
 
 
+def shuffle_matvec(factors, x):
+    """The numpy reference for ``kron(*factors) @ x``: one tensordot per factor.
+
+    Each step contracts the leading axis and rotates the new axis to the end,
+    so after the last factor the axes are back in order.
+    """
+    tail = x.shape[1:]
+    t = x.reshape([f.shape[1] for f in factors] + list(tail))
+    for f in factors:
+        t = np.moveaxis(np.tensordot(f, t, axes=(1, 0)), 0, len(factors) - 1)
+    return t.reshape((-1,) + tail)
+
+
+#: The vec-trick references besides numpy: (name, module, how to build the call).
+def _pykronecker_call(factors, x):
+    import pykronecker
+    op = pykronecker.KroneckerProduct(factors)
+    return lambda: op @ x
+
+
+def _pyfastkron_call(factors, x):
+    from pyfastkron import fastkronnumpy
+    # pyfastkron computes x @ kron(F1, ..., Fd) for row vectors: pass the transposes
+    rows = np.ascontiguousarray(x.reshape(x.shape[0], -1).T)
+    transposed = [np.ascontiguousarray(f.T) for f in factors]
+    return lambda: fastkronnumpy.gemkm(rows, transposed)
+
+
+_VT_REFERENCES = {"numpy tensordot": lambda fs, x: (lambda: shuffle_matvec(fs, x)),
+                  "pykronecker": _pykronecker_call, "pyfastkron": _pyfastkron_call}
+
+
+def vectrick_label(shapes, k):
+    """A short name for a vec-trick problem: ``8^6 k=1``, ``30x50⊗40x20 k=1``."""
+    label = "⊗".join(f"{m}x{n}" if m != n else str(n) for m, n in shapes)
+    if len(set(shapes)) == 1 and len(shapes) > 2:
+        m, n = shapes[0]
+        label = (f"{m}x{n}" if m != n else str(n)) + f"^{len(shapes)}"
+    return f"{label} k={k}"
+
+
+def _vectrick_case(shapes, k=1, reference="numpy tensordot", quick=False):
+    """kronjit.kron_matvec (float64) against one vec-trick reference."""
+    name = vectrick_label(shapes, k)
+
+    def setup():
+        from .vectrick import SMALL_FACTOR_MAX, kron_matvec
+        rng = np.random.default_rng(5)
+        factors = [rng.standard_normal(s) for s in shapes]
+        n = math.prod(s[1] for s in shapes)
+        x = rng.standard_normal((n, k) if k > 1 else n)
+        try:
+            ref_call = _VT_REFERENCES[reference](factors, x)
+        except ImportError:
+            raise _Skip(f"{reference} is not installed (python -m pip install '.[bench]')")
+        except AssertionError:
+            raise _Skip(f"{reference} does not take these factors")
+        expected = shuffle_matvec(factors, x)
+        got = np.asarray(ref_call()).reshape(-1)
+        scale = np.abs(expected).max()
+        check = np.asarray(kron_matvec(factors, x))
+        if not np.allclose(check, expected, rtol=1e-9, atol=1e-9 * scale):
+            raise AssertionError(f"kron_matvec disagrees with the dense product on {name}")
+        if not np.allclose(np.sort(got), np.sort(expected.reshape(-1)), rtol=1e-9,
+                           atol=1e-9 * scale):
+            raise AssertionError(f"{reference} disagrees with numpy on {name}")
+        if max(max(s) for s in shapes) > SMALL_FACTOR_MAX:
+            flops = _vectrick_flops(shapes, k)
+            side = max(2, round((flops / 2) ** (1 / 3)))
+            a, b = rng.standard_normal((side, side)), rng.standard_normal((side, side))
+            limit = lambda: a @ b  # noqa: E731 - same flops at BLAS GEMM throughput
+        else:
+            limit = lambda: x.copy()  # noqa: E731 - one read and write pass
+        return ref_call, (lambda: kron_matvec(factors, x)), limit
+
+    return Case("vectrick", name, reference, setup, quick,
+                {"shapes": [list(s) for s in shapes], "k": k})
+
+
+def _vectrick_flops(shapes, k):
+    """Flops of the vec-trick in kronjit's order (shrinking factors first)."""
+    size = math.prod(n for _, n in shapes) * k
+    flops = 0
+    for m, n in sorted(shapes, key=lambda s: (s[0] - s[1]) / (s[0] * s[1])):
+        flops += 2 * m * size
+        size = size // n * m
+    return flops
+
+
+#: The vec-trick shapes of the study (issue 5): (factor shapes, k).
+VECTRICK_SHAPES = [([(1000, 1000)] * 2, 1), ([(100, 100)] * 3, 1), ([(10, 10)] * 6, 1),
+                   ([(4, 4)] * 10, 1), ([(2, 2)] * 20, 1), ([(8, 8)] * 6, 1),
+                   ([(16, 16)] * 5, 1), ([(30, 50), (40, 20), (60, 70)], 1),
+                   ([(32, 32)] * 4, 16)]
+
+
+class _Skip(Exception):
+    """A case that cannot run here (an optional reference is not installed)."""
+
+
 def cases():
     """The default study, family by family."""
     return [
@@ -219,6 +324,10 @@ def cases():
         _structured_case(4096, 1),
         _structured_case(4096, 1, use_out=True),
         _matvec_case(2048, 4),
+        _vectrick_case([(8, 8)] * 4, quick=True),
+        _vectrick_case([(40, 40), (3, 5)], k=4, quick=True),
+        *[_vectrick_case(shapes, k, ref) for ref in _VT_REFERENCES
+          for shapes, k in VECTRICK_SHAPES],
     ]
 
 
@@ -322,16 +431,21 @@ def run(args):
     print(f"kronjit {runtime['kronjit']}  numba {runtime['numba']}  numpy {runtime['numpy']}  "
           f"threads {runtime['num_threads']} ({runtime['threading_layer']})  "
           f"repeat {repeat}; medians of side-by-side ratios", flush=True)
-    results = []
+    results, skipped = [], {}
     tty = sys.stderr.isatty()
     for i, case in enumerate(selected, 1):
         msg = f"[{i}/{len(selected)}] {case.family}: {case.name}"
         print(("\r" + msg.ljust(70)) if tty else msg, end="" if tty else "\n",
               file=sys.stderr, flush=True)
-        results.append(run_case(case, repeat=repeat))
+        try:
+            results.append(run_case(case, repeat=repeat))
+        except _Skip as why:
+            skipped.setdefault(str(why), []).append(case.name)
     if tty:
         print("\r" + " " * 70 + "\r", end="", file=sys.stderr)
     print(format_table(results))
+    for why, names in skipped.items():
+        print(f"skipped {len(names)} case(s): {why}: {', '.join(names)}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"runtime": runtime, "results": results}, f, indent=2)

@@ -39,7 +39,10 @@ def test_benchmark_runs_once(cls, combo, methods, monkeypatch):
     monkeypatch.setattr(benchmarks.common, "REPEAT", 1)
     bench = cls()
     if hasattr(bench, "setup"):
-        bench.setup(*combo)
+        try:
+            bench.setup(*combo)
+        except NotImplementedError as why:  # asv's skip: an optional reference is missing
+            pytest.skip(str(why))
     for method in methods:
         value = getattr(bench, method)(*combo)
         if method.startswith("track_"):
