@@ -324,7 +324,7 @@ def _is_identity(f):
     if m != n:
         return False
     if sp.issparse(f):
-        f = f.tocsr()
+        f = f.tocsr(copy=True)  # a copy: summing duplicates must not touch the caller's matrix
         f.sum_duplicates()
         return (f.nnz == n and np.array_equal(f.indices, np.arange(n))
                 and np.array_equal(f.indptr, np.arange(n + 1)) and bool(np.all(f.data == 1)))
@@ -581,8 +581,12 @@ def _run_step(step, x, y, sizes, work):
     (f,) = step.factors
     m, n = f.m, f.n
     if step.kind == "sparse":
-        csr = f.data.tocsr()
-        csr.sum_duplicates()
+        csr = f.data.tocsr()  # duplicates need no summing: the kernel adds every entry
+        if work not in _NATIVE:  # longdouble: scipy's own product, one slab at a time
+            x3, y3 = x.reshape(pre, n, post), y.reshape(pre, m, post)
+            for p in range(pre):
+                y3[p] = csr @ x3[p]
+            return
         data = csr.data.astype(work, copy=False)
         _sparse_axis(csr.indptr.astype(np.int64), csr.indices.astype(np.int64), data,
                      x, y, pre, n, post, nbytes=(x.size + y.size) * work.itemsize)

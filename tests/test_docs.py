@@ -7,6 +7,7 @@ import pytest
 import kronjit.dense
 import kronjit.sparse
 import kronjit.structured
+import kronjit.vectrick
 
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 
@@ -17,7 +18,8 @@ def test_readme_examples():
     assert result.failed == 0
 
 
-@pytest.mark.parametrize("module", [kronjit.dense, kronjit.sparse, kronjit.structured],
+@pytest.mark.parametrize("module", [kronjit.dense, kronjit.sparse, kronjit.structured,
+                                    kronjit.vectrick],
                          ids=lambda m: m.__name__)
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)

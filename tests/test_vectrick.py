@@ -131,8 +131,11 @@ def test_integer_wraparound_matches_numpy():
 def test_float16_and_longdouble():
     rng = np.random.default_rng(10)
     for dtype in (np.float16, np.longdouble):
-        factors = [rand(rng, (3, 4), dtype), rand(rng, (20, 18), dtype)]
-        x = rand(rng, 72, dtype)
+        middle = rand(rng, (2, 3), dtype) * (rng.random((2, 3)) < 0.5)
+        if dtype == np.longdouble:  # (scipy.sparse has no float16)
+            middle = sp.csr_array(middle)
+        factors = [rand(rng, (3, 4), dtype), middle, rand(rng, (20, 18), dtype)]
+        x = rand(rng, 4 * 3 * 18, dtype)
         got = kronjit.kron_matvec(factors, x)
         want = dense_kron(factors).astype(np.float64) @ x.astype(np.float64)
         assert got.dtype == dtype
@@ -156,15 +159,32 @@ def test_sparse_factors(fmt, array):
     assert_matvec_close(kronjit.kron_matvec(factors, y, trans="T"), factors, y, "T")
 
 
-def test_sparse_factor_with_duplicates_and_complex():
+@pytest.mark.parametrize("fmt", ["coo", "csr"])
+def test_sparse_factor_with_duplicates_and_complex(fmt):
     rows, cols = np.array([0, 0, 2, 1]), np.array([1, 1, 0, 2])
     s = sp.coo_array((np.array([1 + 1j, 2, 3j, -1]), (rows, cols)), shape=(3, 3))
+    if fmt == "csr":  # a CSR holding the duplicates as given
+        s = sp.csr_array((s.data, s.col, np.array([0, 2, 3, 4])), shape=(3, 3))
+    snapshot = [a.copy() for a in ((s.data, s.row, s.col) if fmt == "coo"
+                                   else (s.data, s.indices, s.indptr))]
     rng = np.random.default_rng(12)
     factors = [rand(rng, (2, 4), "float32"), s]
     x = rand(rng, 12, "float64")
     got = kronjit.kron_matvec(factors, x)
     assert got.dtype == np.complex128
     assert_matvec_close(got, factors, x)
+    now = (s.data, s.row, s.col) if fmt == "coo" else (s.data, s.indices, s.indptr)
+    assert all(np.array_equal(a, b) for a, b in zip(now, snapshot))  # the caller's matrix untouched
+
+
+def test_sparse_identity_with_duplicate_halves_is_skipped():
+    half = np.full(4, 0.5)
+    ident = sp.coo_array((np.r_[half, half], (np.r_[0:4, 0:4], np.r_[0:4, 0:4])), shape=(4, 4))
+    x = np.arange(8.0)
+    x[3] = np.inf
+    got = kronjit.kron_matvec([np.ones((1, 2)), ident], x)
+    assert np.isinf(got[3]) and np.isfinite(np.delete(got, 3)).all()
+    assert ident.nnz == 8  # not summed in place
 
 
 @pytest.mark.parametrize("identity", [lambda n: np.eye(n), lambda n: sp.identity(n, format="csr"),
