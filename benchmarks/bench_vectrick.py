@@ -9,13 +9,13 @@ bandwidth for small ones (``track_copy_fraction``: one copy of ``x``).
 import numpy as np
 
 import kronjit
-from kronjit.compare import (_VT_REFERENCES, VECTRICK_SHAPES, _vectrick_flops, shuffle_matvec,
-                             vectrick_label)
+from kronjit.compare import (VECTRICK_REFERENCES, VECTRICK_SHAPES, shuffle_matvec,
+                             vectrick_flops, vectrick_label)
 
 from .common import side_by_side
 
 CASES = {vectrick_label(shapes, k): (shapes, k) for shapes, k in VECTRICK_SHAPES}
-IMPLS = ["kronjit", *_VT_REFERENCES]
+IMPLS = ["kronjit", *VECTRICK_REFERENCES]
 
 
 def make_problem(case, dtype="float64"):
@@ -30,7 +30,7 @@ def make_call(impl, factors, x):
     if impl == "kronjit":
         return lambda: kronjit.kron_matvec(factors, x)
     try:
-        return _VT_REFERENCES[impl](factors, x)
+        return VECTRICK_REFERENCES[impl](factors, x)
     except ImportError:
         raise NotImplementedError(f"{impl} is not installed") from None
     except AssertionError:
@@ -81,7 +81,7 @@ class KronMatvecRatios:
         self.kronjit = make_call("kronjit", self.factors, self.x)
         self.kronjit()
         shapes, k = CASES[case]
-        side = max(2, round((_vectrick_flops(shapes, k) / 2) ** (1 / 3)))
+        side = max(2, round((vectrick_flops(shapes, k) / 2) ** (1 / 3)))
         rng = np.random.default_rng(13)
         self.a, self.b = rng.standard_normal((side, side)), rng.standard_normal((side, side))
 

@@ -22,7 +22,7 @@ import numpy as np
 from .structured import gather_blocks
 
 __all__ = ["Case", "cases", "run_case", "run", "add_arguments", "random_sparse", "shuffle_matvec",
-           "vectrick_label",
+           "vectrick_label", "vectrick_flops", "VECTRICK_REFERENCES", "VECTRICK_SHAPES",
            "result_arrays", "gather_blocks", "gather_toeplitz"]
 
 
@@ -198,7 +198,6 @@ def shuffle_matvec(factors, x):
     return t.reshape((-1,) + tail)
 
 
-#: The vec-trick references besides numpy: (name, module, how to build the call).
 def _pykronecker_call(factors, x):
     import pykronecker
     op = pykronecker.KroneckerProduct(factors)
@@ -213,7 +212,9 @@ def _pyfastkron_call(factors, x):
     return lambda: fastkronnumpy.gemkm(rows, transposed)
 
 
-_VT_REFERENCES = {"numpy tensordot": lambda fs, x: (lambda: shuffle_matvec(fs, x)),
+#: The vec-trick references: name -> (factors, x) -> a call computing kron(*factors) @ x
+#: (pyfastkron's in its own row layout).  The optional ones raise ImportError when missing.
+VECTRICK_REFERENCES = {"numpy tensordot": lambda fs, x: (lambda: shuffle_matvec(fs, x)),
                   "pykronecker": _pykronecker_call, "pyfastkron": _pyfastkron_call}
 
 
@@ -237,7 +238,7 @@ def _vectrick_case(shapes, k=1, reference="numpy tensordot", quick=False):
         n = math.prod(s[1] for s in shapes)
         x = rng.standard_normal((n, k) if k > 1 else n)
         try:
-            ref_call = _VT_REFERENCES[reference](factors, x)
+            ref_call = VECTRICK_REFERENCES[reference](factors, x)
         except ImportError:
             raise _Skip(f"{reference} is not installed (python -m pip install '.[bench]')")
         except AssertionError:
@@ -252,7 +253,7 @@ def _vectrick_case(shapes, k=1, reference="numpy tensordot", quick=False):
                            atol=1e-9 * scale):
             raise AssertionError(f"{reference} disagrees with numpy on {name}")
         if max(max(s) for s in shapes) > SMALL_FACTOR_MAX:
-            flops = _vectrick_flops(shapes, k)
+            flops = vectrick_flops(shapes, k)
             side = max(2, round((flops / 2) ** (1 / 3)))
             a, b = rng.standard_normal((side, side)), rng.standard_normal((side, side))
             limit = lambda: a @ b  # noqa: E731 - same flops at BLAS GEMM throughput
@@ -264,11 +265,12 @@ def _vectrick_case(shapes, k=1, reference="numpy tensordot", quick=False):
                 {"shapes": [list(s) for s in shapes], "k": k})
 
 
-def _vectrick_flops(shapes, k):
+def vectrick_flops(shapes, k):
     """Flops of the vec-trick in kronjit's order (shrinking factors first)."""
     size = math.prod(n for _, n in shapes) * k
     flops = 0
-    for m, n in sorted(shapes, key=lambda s: (s[0] - s[1]) / (s[0] * s[1])):
+    from .vectrick import order_key
+    for m, n in sorted(shapes, key=lambda s: order_key(*s)):
         flops += 2 * m * size
         size = size // n * m
     return flops
@@ -326,7 +328,7 @@ def cases():
         _matvec_case(2048, 4),
         _vectrick_case([(8, 8)] * 4, quick=True),
         _vectrick_case([(40, 40), (3, 5)], k=4, quick=True),
-        *[_vectrick_case(shapes, k, ref) for ref in _VT_REFERENCES
+        *[_vectrick_case(shapes, k, ref) for ref in VECTRICK_REFERENCES
           for shapes, k in VECTRICK_SHAPES],
     ]
 

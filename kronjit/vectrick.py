@@ -288,9 +288,16 @@ class _Step:
 
     @property
     def key(self):
-        # Exchange argument: applying a before b costs less iff this is smaller.
-        m, n = self.m, self.n
-        return (m - n) / (m * n) if m and n else 0.0
+        return order_key(self.m, self.n)
+
+
+def order_key(m, n):
+    """Sort key of an ``m x n`` factor: applying a before b costs less iff a's key is smaller.
+
+    (Exchange argument: a step costs ``m`` times the current size, and leaves
+    it multiplied by ``m / n``.)
+    """
+    return (m - n) / (m * n) if m and n else 0.0
 
 
 def _plan(factors, itemsize, native):
@@ -489,20 +496,25 @@ def kron_matvec(factors, x, out=None, *, trans="N"):
     if k > 1:
         plan_factors.append(_Factor("identity", k, k, None))
     steps = _plan(plan_factors, work.itemsize, native)
-    sizes = [f.n for f in plan_factors]
-    # intermediate sizes, to size the work buffers before allocating anything
-    inter = []
+    # the tensor's axis sizes after each step, sized before anything is allocated
+    sizes_after, sizes = [], [f.n for f in plan_factors]
     for step in steps:
+        sizes = list(sizes)
         for a, f in zip(step.axes, step.factors):
             sizes[a] = f.m
-        inter.append(math.prod(sizes))
+        sizes_after.append(sizes)
+    # step s writes work buffer s % 2, except the last when it can write the result
+    writes_result = work == dtype
+    slot_sizes = [0, 0]
+    for s, sizes in enumerate(sizes_after):
+        if not (writes_result and s == len(steps) - 1):
+            slot_sizes[s % 2] = max(slot_sizes[s % 2], math.prod(sizes))
     need = {}
     if out is None:
         need["result"] = (math.prod(out_shape), dtype)
-    if len(steps) > 1:
-        need["work buffer 1"] = (max(inter[:-1]), work)
-    if len(steps) > 2:
-        need["work buffer 2"] = (max(inter[:-2]), work)
+    for slot, size in enumerate(slot_sizes):
+        if size:
+            need[f"work buffer {slot + 1}"] = (size, work)
     if flat_x.dtype != work:
         need["x cast"] = (flat_x.size, work)
     ensure_arrays_allocatable(need, "kron_matvec")
@@ -516,18 +528,13 @@ def kron_matvec(factors, x, out=None, *, trans="N"):
             np.copyto(result, x.reshape(out_shape), casting="unsafe")
         return result
     cur = flat_x.astype(work, copy=False)
-    final = result.reshape(-1) if work == dtype else None
+    final = result.reshape(-1) if writes_result else None
     sizes = [f.n for f in plan_factors]
-    for s, step in enumerate(steps):
-        last = s == len(steps) - 1
-        new_sizes = list(sizes)
-        for a, f in zip(step.axes, step.factors):
-            new_sizes[a] = f.m
-        size = math.prod(new_sizes)
-        if last and final is not None:
+    for s, (step, new_sizes) in enumerate(zip(steps, sizes_after)):
+        if final is not None and s == len(steps) - 1:
             dst = final
         else:
-            dst = _work_buffer(s % 2, size, work)
+            dst = _work_buffer(s % 2, math.prod(new_sizes), work)
         _run_step(step, cur, dst, sizes, work)
         cur, sizes = dst, new_sizes
     if final is None:
@@ -563,7 +570,7 @@ def _run_step(step, x, y, sizes, work):
                 at += f.m * f.n
         fm = np.array([f.m for f in fs], np.int64)
         fn = np.array([f.n for f in fs], np.int64)
-        keys = [((f.m - f.n) / (f.m * f.n) if f.m and f.n else 0.0) for f in fs]
+        keys = [order_key(f.m, f.n) for f in fs]
         order = np.argsort(keys, kind="stable").astype(np.int64)
         # largest tile of the group, over the order the factors are applied in
         cur = list(fn)
