@@ -270,7 +270,11 @@ def _sparse_axis(indptr, indices, data, x, y, pre, n, post, nchunks):
 # --- planning ------------------------------------------------------------------
 
 class _Factor:
-    """One factor as the planner sees it: its kind, shape and data in the work dtype."""
+    """One factor as the planner sees it: its kind, shape and data.
+
+    ``kind`` is ``'identity'``, ``'sparse'`` (data: CSR), ``'dense'`` or, once
+    a work dtype is known, ``'small'`` (dense, fused by the Numba kernel).
+    """
     __slots__ = ("kind", "m", "n", "data")
 
     def __init__(self, kind, m, n, data):
@@ -279,12 +283,13 @@ class _Factor:
 
 class _Step:
     """One pass: factors on axes ``axes`` (consecutive), applied together."""
-    __slots__ = ("kind", "axes", "factors", "m", "n")
+    __slots__ = ("kind", "axes", "factors", "m", "n", "args")
 
     def __init__(self, kind, axes, factors):
         self.kind, self.axes, self.factors = kind, axes, factors
         self.m = math.prod(f.m for f in factors if f.kind != "identity")
         self.n = math.prod(f.n for f in factors if f.kind != "identity")
+        self.args = None  # the kernel's arguments, bound by _Program
 
     @property
     def key(self):
@@ -338,6 +343,156 @@ def _is_identity(f):
     return np.count_nonzero(f) == n and bool(np.all(np.diagonal(f) == 1))
 
 
+class _Program:
+    """Everything one product needs for a result dtype and column count, computed once.
+
+    The steps in order with their kernel arguments bound (factors cast to the
+    work dtype, small groups packed), the tensor's axis sizes after each step,
+    and the work buffer sizes.
+    """
+    __slots__ = ("dtype", "work", "k", "steps", "sizes_in", "sizes_after", "slot_sizes",
+                 "writes_result")
+
+    def __init__(self, factors, dtype, k):
+        self.dtype, self.k = dtype, k
+        work = self.work = _work_dtype(dtype)
+        native = work in _NATIVE
+        planned = []
+        for f in factors:
+            small = (f.kind == "dense" and native and f.m <= SMALL_FACTOR_MAX
+                     and f.n <= SMALL_FACTOR_MAX)
+            planned.append(_Factor("small", f.m, f.n, f.data) if small else f)
+        if k > 1:
+            planned.append(_Factor("identity", k, k, None))
+        self.steps = _plan(planned, work.itemsize, native)
+        sizes = self.sizes_in = [f.n for f in planned]
+        self.sizes_after = []
+        for step in self.steps:
+            step.args = _bind(step, sizes, work)
+            sizes = list(sizes)
+            for a, f in zip(step.axes, step.factors):
+                sizes[a] = f.m
+            self.sizes_after.append(sizes)
+        # step s writes work buffer s % 2, except the last when it can write the result
+        self.writes_result = work == dtype
+        self.slot_sizes = [0, 0]
+        last = len(self.steps) - 1
+        for s, sizes in enumerate(self.sizes_after):
+            if not (self.writes_result and s == last):
+                self.slot_sizes[s % 2] = max(self.slot_sizes[s % 2], math.prod(sizes))
+
+
+class _Prepared:
+    """Factors validated and classified once, with their programs cached.
+
+    ``kron_matvec`` builds one per call; the operators in
+    :mod:`kronjit.operators` keep theirs, so repeated products (an iterative
+    solver's) skip the validation, identity detection and planning.
+    """
+    __slots__ = ("factors", "ms", "ns", "dtype", "arrays", "_programs")
+    _MAX_PROGRAMS = 8
+
+    def __init__(self, mats):
+        self.ms = [f.shape[0] for f in mats]
+        self.ns = [f.shape[1] for f in mats]
+        self.dtype = np.result_type(*[f.dtype for f in mats])
+        self.arrays = [f for f in mats if isinstance(f, np.ndarray)]
+        self.factors = []
+        for f in mats:
+            m, n = f.shape
+            if _is_identity(f):
+                self.factors.append(_Factor("identity", m, n, None))
+            elif sp.issparse(f):
+                # duplicates need no summing: the kernel adds every entry
+                self.factors.append(_Factor("sparse", m, n, f.tocsr()))
+            else:
+                self.factors.append(_Factor("dense", m, n, f))
+        self._programs = {}
+
+    def program(self, dtype, k):
+        key = (dtype, k)
+        prog = self._programs.get(key)
+        if prog is None:
+            prog = _Program(self.factors, dtype, k)
+            if len(self._programs) >= self._MAX_PROGRAMS:
+                self._programs.clear()
+            self._programs[key] = prog
+        return prog
+
+
+def _bind(step, sizes, work):
+    """The arguments ``_run_step`` passes to the step's kernel, the tensor having ``sizes``."""
+    a0, a1 = step.axes[0], step.axes[-1] + 1
+    pre = math.prod(sizes[:a0])
+    post = math.prod(sizes[a1:])
+    if step.kind == "small":
+        fs = step.factors
+        fdata = np.concatenate([np.asarray(f.data, dtype=work).reshape(-1)
+                                for f in fs if f.kind != "identity"])
+        foff = np.full(len(fs), -1, np.int64)
+        at = 0
+        for g, f in enumerate(fs):
+            if f.kind != "identity":
+                foff[g] = at
+                at += f.m * f.n
+        fm = np.array([f.m for f in fs], np.int64)
+        fn = np.array([f.n for f in fs], np.int64)
+        order = np.argsort([order_key(f.m, f.n) for f in fs], kind="stable").astype(np.int64)
+        # largest tile of the group, over the order the factors are applied in
+        cur = list(fn)
+        biggest = math.prod(cur)
+        for g in order:
+            cur[g] = fm[g]
+            biggest = max(biggest, math.prod(cur))
+        # lanes per tile: LANE positions of post, or whole rows of pre (no more than there are)
+        tile = biggest * (LANE if post >= LANE else post * min(-(-LANE // post), pre))
+        return (pre, post, fdata, foff, fm, fn, order, tile)
+    (f,) = step.factors
+    if step.kind == "sparse":
+        if work not in _NATIVE:  # longdouble: scipy's own product, one slab at a time
+            return (pre, f.n, post, f.data)
+        return (f.data.indptr.astype(np.int64), f.data.indices.astype(np.int64),
+                f.data.data.astype(work, copy=False), pre, f.n, post)
+    return (np.asarray(f.data, dtype=work), pre, post)
+
+
+def _run_step(step, x, y):
+    nbytes = (x.size + y.size) * x.dtype.itemsize
+    if step.kind == "small":
+        _small_group(x, y, *step.args, nbytes=nbytes)
+    elif step.kind == "sparse":
+        if x.dtype not in _NATIVE:
+            pre, n, post, csr = step.args
+            x3, y3 = x.reshape(pre, n, post), y.reshape(pre, csr.shape[0], post)
+            for p in range(pre):
+                y3[p] = csr @ x3[p]
+        else:
+            indptr, indices, data, pre, n, post = step.args
+            _sparse_axis(indptr, indices, data, x, y, pre, n, post, nbytes=nbytes)
+    else:
+        _gemm_step(x, y, *step.args)
+
+
+def _gemm_step(x, y, a, pre, post):
+    """``y(pre, m, post) = a @ x(pre, n, post)`` through numpy's matmul (BLAS)."""
+    m, n = a.shape
+    if pre == 1:
+        np.matmul(a, x.reshape(n, post), out=y.reshape(m, post))
+    elif post == 1:
+        np.matmul(x.reshape(pre, n), a.T, out=y.reshape(pre, m))
+    else:
+        np.matmul(a, x.reshape(pre, n, post), out=y.reshape(pre, m, post))
+
+
+def _work_dtype(dtype):
+    """The dtype the kernels compute in for a result of ``dtype``."""
+    if dtype == np.bool_:
+        return np.dtype(np.int64)  # counts of true products; nonzero means True
+    if dtype == np.float16:
+        return np.dtype(np.float32)
+    return dtype
+
+
 # --- workspace -------------------------------------------------------------------
 
 _workspace = threading.local()
@@ -362,27 +517,44 @@ def _work_buffer(slot, size, dtype):
 _TRANS = {"N": "N", "T": "T", "C": "C", "H": "C", 0: "N", 1: "T", 2: "C"}
 
 
-def _as_factor(f, i, trans):
-    """Validate factor ``i``; return it (transposed as asked) and its dtype."""
+def check_factor(f, name):
+    """``f`` as a 2-D numeric ndarray or scipy sparse array; TypeError/ValueError naming ``name``."""
     if sp.issparse(f):
         if f.ndim != 2:
-            raise ValueError(f"factors[{i}] must be 2-D, got a {f.ndim}-D sparse array")
-    else:
-        if not isinstance(f, np.ndarray):
-            try:
-                f = np.asarray(f)
-            except Exception as exc:
-                raise TypeError(f"factors[{i}] must be a 2-D array or a scipy sparse matrix, "
-                                f"got {type(f).__name__}") from exc
-        if f.ndim != 2:
-            raise ValueError(f"factors[{i}] must be 2-D, got shape {f.shape}")
+            raise ValueError(f"{name} must be 2-D, got a {f.ndim}-D sparse array")
         if f.dtype.kind not in "biufc":
-            raise TypeError(f"factors[{i}] has dtype {f.dtype}; expected a numeric dtype")
+            raise TypeError(f"{name} has dtype {f.dtype}; expected a numeric dtype")
+        return f
+    if not isinstance(f, np.ndarray):
+        try:
+            f = np.asarray(f)
+        except Exception as exc:
+            raise TypeError(f"{name} must be a 2-D array or a scipy sparse matrix, "
+                            f"got {type(f).__name__}") from exc
+    if f.ndim != 2:
+        raise ValueError(f"{name} must be 2-D, got shape {f.shape}")
+    if f.dtype.kind not in "biufc":
+        raise TypeError(f"{name} has dtype {f.dtype}; expected a numeric dtype")
+    return f
+
+
+def transposed(f, trans):
+    """``f``, ``f.T`` or ``f.conj().T`` for ``trans`` 'N', 'T' or 'C'."""
     if trans != "N":
         f = f.T
         if trans == "C" and f.dtype.kind == "c":
             f = f.conj()
     return f
+
+
+def check_factor_list(factors, name="factors"):
+    """A non-empty list or tuple of factors, each checked by check_factor."""
+    if not isinstance(factors, (list, tuple)):
+        raise TypeError(f"{name} must be a list or tuple of 2-D arrays or sparse matrices, "
+                        f"got {type(factors).__name__}")
+    if len(factors) == 0:
+        raise ValueError(f"{name} must hold at least one factor")
+    return [check_factor(f, f"{name}[{i}]") for i, f in enumerate(factors)]
 
 
 def kron_matvec(factors, x, out=None, *, trans="N"):
@@ -444,16 +616,16 @@ def kron_matvec(factors, x, out=None, *, trans="N"):
     >>> np.allclose(kronjit.kron_matvec([A, B], X.ravel()), (A @ X @ B.T).ravel())
     True
     """
-    if not isinstance(factors, (list, tuple)):
-        raise TypeError("factors must be a list or tuple of 2-D arrays or sparse matrices, "
-                        f"got {type(factors).__name__}")
-    if len(factors) == 0:
-        raise ValueError("factors must hold at least one factor")
     try:
         trans = _TRANS[trans]
     except (KeyError, TypeError):
         raise ValueError(f"trans must be 'N', 'T' or 'C', got {trans!r}") from None
-    mats = [_as_factor(f, i, trans) for i, f in enumerate(factors)]
+    mats = [transposed(f, trans) for f in check_factor_list(factors)]
+    return apply_prepared(_Prepared(mats), x, out, trans=trans)
+
+
+def apply_prepared(prep, x, out=None, *, trans="N"):
+    """``kron_matvec`` for factors already checked and prepared (see ``_Prepared``)."""
     if sp.issparse(x):
         raise TypeError("x must be a dense array; got a scipy sparse matrix "
                         "(use x.toarray(), or a KronProduct operator)")
@@ -468,51 +640,23 @@ def kron_matvec(factors, x, out=None, *, trans="N"):
     if x.ndim not in (1, 2):
         raise ValueError(f"x must be 1-D of shape (N,) or 2-D of shape (N, k), got shape "
                          f"{x.shape}")
-    ns = [f.shape[1] for f in mats]
-    ms = [f.shape[0] for f in mats]
-    big_n = math.prod(ns)
+    big_n = math.prod(prep.ns)
     if x.shape[0] != big_n:
         raise ValueError(
-            f"x has {x.shape[0]} rows, but the factors' column counts {tuple(ns)} multiply to "
-            f"{big_n}" + (" (trans='T'/'C' uses the row counts)" if trans != "N" else ""))
+            f"x has {x.shape[0]} rows, but the factors' column counts {tuple(prep.ns)} multiply "
+            f"to {big_n}" + (" (trans='T'/'C' uses the row counts)" if trans != "N" else ""))
     k = x.shape[1] if x.ndim == 2 else 1
-    dtype = np.result_type(*[f.dtype for f in mats], x.dtype)
-    out_shape = (math.prod(ms),) + x.shape[1:]
+    dtype = np.result_type(prep.dtype, x.dtype)
+    out_shape = (math.prod(prep.ms),) + x.shape[1:]
     if out is not None:
-        check_out(out, out_shape, dtype, [x_in] + [f for f in factors if isinstance(f, np.ndarray)])
-    work = _work_dtype(dtype)
-    native = work in _NATIVE
+        check_out(out, out_shape, dtype, [x_in] + prep.arrays)
+    prog = prep.program(dtype, k)
+    work = prog.work
     flat_x = x.reshape(-1) if x.flags.c_contiguous else np.ascontiguousarray(x).reshape(-1)
-    plan_factors = []
-    for f in mats:
-        m, n = f.shape
-        if _is_identity(f):
-            plan_factors.append(_Factor("identity", m, n, None))
-        elif sp.issparse(f):
-            plan_factors.append(_Factor("sparse", m, n, f))
-        else:
-            small = native and m <= SMALL_FACTOR_MAX and n <= SMALL_FACTOR_MAX
-            plan_factors.append(_Factor("small" if small else "dense", m, n, f))
-    if k > 1:
-        plan_factors.append(_Factor("identity", k, k, None))
-    steps = _plan(plan_factors, work.itemsize, native)
-    # the tensor's axis sizes after each step, sized before anything is allocated
-    sizes_after, sizes = [], [f.n for f in plan_factors]
-    for step in steps:
-        sizes = list(sizes)
-        for a, f in zip(step.axes, step.factors):
-            sizes[a] = f.m
-        sizes_after.append(sizes)
-    # step s writes work buffer s % 2, except the last when it can write the result
-    writes_result = work == dtype
-    slot_sizes = [0, 0]
-    for s, sizes in enumerate(sizes_after):
-        if not (writes_result and s == len(steps) - 1):
-            slot_sizes[s % 2] = max(slot_sizes[s % 2], math.prod(sizes))
     need = {}
     if out is None:
         need["result"] = (math.prod(out_shape), dtype)
-    for slot, size in enumerate(slot_sizes):
+    for slot, size in enumerate(prog.slot_sizes):
         if size:
             need[f"work buffer {slot + 1}"] = (size, work)
     if flat_x.dtype != work:
@@ -521,92 +665,25 @@ def kron_matvec(factors, x, out=None, *, trans="N"):
     result = np.empty(out_shape, dtype) if out is None else out
     if result.size == 0:
         return result
-    if big_n == 0 or not steps:
+    if big_n == 0 or not prog.steps:
         if big_n == 0:
             result.fill(0)
         else:
             np.copyto(result, x.reshape(out_shape), casting="unsafe")
         return result
     cur = flat_x.astype(work, copy=False)
-    final = result.reshape(-1) if writes_result else None
-    sizes = [f.n for f in plan_factors]
-    for s, (step, new_sizes) in enumerate(zip(steps, sizes_after)):
-        if final is not None and s == len(steps) - 1:
+    final = result.reshape(-1) if prog.writes_result else None
+    last = len(prog.steps) - 1
+    for s, (step, sizes) in enumerate(zip(prog.steps, prog.sizes_after)):
+        if final is not None and s == last:
             dst = final
         else:
-            dst = _work_buffer(s % 2, math.prod(new_sizes), work)
-        _run_step(step, cur, dst, sizes, work)
-        cur, sizes = dst, new_sizes
+            dst = _work_buffer(s % 2, math.prod(sizes), work)
+        _run_step(step, cur, dst)
+        cur = dst
     if final is None:
         if dtype == np.bool_:
             np.not_equal(cur, 0, out=result.reshape(-1))
         else:
             np.copyto(result.reshape(-1), cur, casting="unsafe")
     return result
-
-
-def _work_dtype(dtype):
-    """The dtype the kernels compute in for a result of ``dtype``."""
-    if dtype == np.bool_:
-        return np.dtype(np.int64)  # counts of true products; nonzero means True
-    if dtype == np.float16:
-        return np.dtype(np.float32)
-    return dtype
-
-
-def _run_step(step, x, y, sizes, work):
-    a0, a1 = step.axes[0], step.axes[-1] + 1
-    pre = math.prod(sizes[:a0])
-    post = math.prod(sizes[a1:])
-    if step.kind == "small":
-        fs = step.factors
-        mats = [f.data for f in fs if f.kind != "identity"]
-        fdata = np.concatenate([np.asarray(f, dtype=work).reshape(-1) for f in mats])
-        foff = np.full(len(fs), -1, np.int64)
-        at = 0
-        for g, f in enumerate(fs):
-            if f.kind != "identity":
-                foff[g] = at
-                at += f.m * f.n
-        fm = np.array([f.m for f in fs], np.int64)
-        fn = np.array([f.n for f in fs], np.int64)
-        keys = [order_key(f.m, f.n) for f in fs]
-        order = np.argsort(keys, kind="stable").astype(np.int64)
-        # largest tile of the group, over the order the factors are applied in
-        cur = list(fn)
-        biggest = math.prod(cur)
-        for g in order:
-            cur[g] = fm[g]
-            biggest = max(biggest, math.prod(cur))
-        if post >= LANE:
-            tile = biggest * LANE
-        else:
-            tile = biggest * post * -(-LANE // post)
-        _small_group(x, y, pre, post, fdata, foff, fm, fn, order, tile,
-                     nbytes=(x.size + y.size) * work.itemsize)
-        return
-    (f,) = step.factors
-    m, n = f.m, f.n
-    if step.kind == "sparse":
-        csr = f.data.tocsr()  # duplicates need no summing: the kernel adds every entry
-        if work not in _NATIVE:  # longdouble: scipy's own product, one slab at a time
-            x3, y3 = x.reshape(pre, n, post), y.reshape(pre, m, post)
-            for p in range(pre):
-                y3[p] = csr @ x3[p]
-            return
-        data = csr.data.astype(work, copy=False)
-        _sparse_axis(csr.indptr.astype(np.int64), csr.indices.astype(np.int64), data,
-                     x, y, pre, n, post, nbytes=(x.size + y.size) * work.itemsize)
-        return
-    _gemm_step(np.asarray(f.data, dtype=work), x, y, pre, post)
-
-
-def _gemm_step(a, x, y, pre, post):
-    """``y(pre, m, post) = a @ x(pre, n, post)`` through numpy's matmul (BLAS)."""
-    m, n = a.shape
-    if pre == 1:
-        np.matmul(a, x.reshape(n, post), out=y.reshape(m, post))
-    elif post == 1:
-        np.matmul(x.reshape(pre, n), a.T, out=y.reshape(pre, m))
-    else:
-        np.matmul(a, x.reshape(pre, n, post), out=y.reshape(pre, m, post))

@@ -137,3 +137,45 @@ def assert_child_ok(proc, marker="OK"):
     assert proc.returncode == 0, (f"exit code {proc.returncode}\nstdout:\n{proc.stdout}\n"
                                   f"stderr:\n{proc.stderr}")
     assert marker in proc.stdout, proc.stdout + proc.stderr
+
+
+def dense(f):
+    import scipy.sparse as sp
+    return f.toarray() if sp.issparse(f) else np.asarray(f)
+
+
+def dense_kron(factors):
+    """``np.kron`` of the factors (sparse ones formed), chained."""
+    out = dense(factors[0])
+    for f in factors[1:]:
+        out = np.kron(out, dense(f))
+    return out
+
+
+def assert_product_close(got, k, x, inner):
+    """``got`` is ``k @ x`` to rounding: ``4 (inner + 4) eps (|k| @ |x|)`` entry by entry.
+
+    ``inner`` is the number of terms the computation sums over (for the
+    vec-trick, the factors' inner dimensions added up); eps is that of the
+    result dtype (float32 at least).
+    """
+    want = k @ x
+    assert got.shape == want.shape, (got.shape, want.shape)
+    assert got.dtype == want.dtype, (got.dtype, want.dtype)
+    work = np.result_type(got.dtype, np.float32)
+    eps = np.finfo(work).eps if work.kind in "fc" else 0
+    bound = 4 * (inner + 4) * eps * (np.abs(k) @ np.abs(x)) + np.finfo(np.float64).tiny
+    err = np.abs(got.astype(want.dtype) - want)
+    assert np.all(err <= bound), f"max error {err.max()} against bound {bound.ravel()[np.argmax(err)]}"
+
+
+def rand(rng, shape, dtype):
+    """Random values of ``dtype``: normal floats (complex parts), small integers, coin flips."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "c":
+        return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(dtype)
+    if dtype.kind in "iu":
+        return rng.integers(0 if dtype.kind == "u" else -5, 6, shape).astype(dtype)
+    if dtype.kind == "b":
+        return rng.random(shape) < 0.5
+    return rng.standard_normal(shape).astype(dtype)

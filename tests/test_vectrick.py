@@ -6,7 +6,6 @@ The tolerance is scaled to the problem: ``c * eps * (|K| @ |x|)``, entry by
 entry, with ``|K| = kron(|A1|, ..., |Ad|)`` and ``c`` growing with the
 inner dimensions summed over.
 """
-import functools
 import math
 
 import numpy as np
@@ -15,15 +14,8 @@ import scipy.sparse as sp
 from hypothesis import given, strategies as st
 
 import kronjit
+from conftest import assert_product_close, dense, dense_kron, rand
 from kronjit import vectrick
-
-
-def dense(f):
-    return f.toarray() if sp.issparse(f) else np.asarray(f)
-
-
-def dense_kron(factors):
-    return functools.reduce(np.kron, [dense(f) for f in factors])
 
 
 def assert_matvec_close(got, factors, x, trans="N"):
@@ -35,26 +27,8 @@ def assert_matvec_close(got, factors, x, trans="N"):
         k = k.T
     elif trans == "C":
         k = k.conj().T
-    want = k @ x
-    assert got.shape == want.shape, (got.shape, want.shape)
-    assert got.dtype == want.dtype, (got.dtype, want.dtype)
-    work = np.result_type(got.dtype, np.float32)
-    eps = np.finfo(work).eps if work.kind in "fc" else 0
-    inner = sum(dense(f).shape[1 if trans == "N" else 0] for f in factors) + 4
-    bound = 4 * inner * eps * (np.abs(k) @ np.abs(x)) + np.finfo(np.float64).tiny
-    err = np.abs(got.astype(want.dtype) - want)
-    assert np.all(err <= bound), f"max error {err.max()} against bound {bound.ravel()[np.argmax(err)]}"
-
-
-def rand(rng, shape, dtype):
-    dtype = np.dtype(dtype)
-    if dtype.kind == "c":
-        return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(dtype)
-    if dtype.kind in "iu":
-        return rng.integers(0 if dtype.kind == "u" else -5, 6, shape).astype(dtype)
-    if dtype.kind == "b":
-        return rng.random(shape) < 0.5
-    return rng.standard_normal(shape).astype(dtype)
+    inner = sum(dense(f).shape[1 if trans == "N" else 0] for f in factors)
+    assert_product_close(got, k, x, inner)
 
 
 # Each exercises a different route: fused small groups (through pre or post),
