@@ -67,7 +67,8 @@ def _apply_factor(src, sbase, srs, dst, dbase, drs, cur, g, inner, w, fdata, off
     The tile's axes have sizes ``cur`` (then ``inner``), and each of its rows
     holds ``w`` lanes: element (row, lane) of ``src`` is at ``sbase + row *
     srs + lane`` (``dst`` likewise).  Output row ``(a, i, t)`` is
-    ``sum_j F[i, j] * input row (a, j, t)``.
+    ``sum_j F[i, j] * input row (a, j, t)``.  Output rows go four at a time
+    (each input lane loaded once feeds four sums) while there are four left.
     """
     left = 1
     for s in range(g):
@@ -81,72 +82,152 @@ def _apply_factor(src, sbase, srs, dst, dbase, drs, cur, g, inner, w, fdata, off
         srs = w
         drs = w
         rows = 1
-    n4 = n - n % 4
+    m4 = m - m % 4 if n >= 4 else 0
+    # (uint64 throughout: Numba turns int64 * uint64 into float64)
+    step = _U(rows * srs)
+    dstep = _U(rows * drs)
     for a in range(left):
-        for i in range(m):
-            fo = off + i * n
-            for t in range(rows):
+        for t in range(rows):
+            s0 = _U(sbase + (a * n * rows + t) * srs)
+            for i in range(0, m4, 4):
+                d0 = _U(dbase + ((a * m + i) * rows + t) * drs)
+                _four_rows(src, s0, step, dst, d0, dstep, fdata, off + i * n, n, w)
+            for i in range(m4, m):
                 d = _U(dbase + ((a * m + i) * rows + t) * drs)
-                s0 = _U(sbase + (a * n * rows + t) * srs)
-                step = _U(rows * srs)
-                # (uint64 throughout: Numba turns int64 * uint64 into float64)
-                s1 = s0 + step
-                s2 = s1 + step
-                s3 = s2 + step
-                # the first up-to-four columns write, later blocks of four add
-                if n >= 4:
-                    f0 = fdata[fo]
-                    f1 = fdata[fo + 1]
-                    f2 = fdata[fo + 2]
-                    f3 = fdata[fo + 3]
-                    for lane in range(w):
-                        q = _U(lane)
-                        dst[d + q] = ((f0 * src[s0 + q] + f1 * src[s1 + q])
-                                      + (f2 * src[s2 + q]
-                                         + f3 * src[s3 + q]))
-                    j0 = 4
-                elif n == 3:
-                    f0 = fdata[fo]
-                    f1 = fdata[fo + 1]
-                    f2 = fdata[fo + 2]
-                    for lane in range(w):
-                        q = _U(lane)
-                        dst[d + q] = ((f0 * src[s0 + q] + f1 * src[s1 + q])
-                                      + f2 * src[s2 + q])
-                    j0 = 3
-                elif n == 2:
-                    f0 = fdata[fo]
-                    f1 = fdata[fo + 1]
-                    for lane in range(w):
-                        q = _U(lane)
-                        dst[d + q] = f0 * src[s0 + q] + f1 * src[s1 + q]
-                    j0 = 2
-                else:
-                    f0 = fdata[fo]
-                    for lane in range(w):
-                        q = _U(lane)
-                        dst[d + q] = f0 * src[s0 + q]
-                    j0 = 1
-                for j in range(j0, n4, 4):
-                    f0 = fdata[fo + j]
-                    f1 = fdata[fo + j + 1]
-                    f2 = fdata[fo + j + 2]
-                    f3 = fdata[fo + j + 3]
-                    sj = s0 + _U(j) * step
-                    sj1 = sj + step
-                    sj2 = sj1 + step
-                    sj3 = sj2 + step
-                    for lane in range(w):
-                        q = _U(lane)
-                        dst[d + q] += ((f0 * src[sj + q] + f1 * src[sj1 + q])
-                                       + (f2 * src[sj2 + q]
-                                          + f3 * src[sj3 + q]))
-                for j in range(max(j0, n4), n):
-                    f0 = fdata[fo + j]
-                    sj = s0 + _U(j) * step
-                    for lane in range(w):
-                        q = _U(lane)
-                        dst[d + q] += f0 * src[sj + q]
+                _one_row(src, s0, step, dst, d, fdata, off + i * n, n, w)
+
+
+@njit(inline="always")
+def _one_row(src, s0, step, dst, d, fdata, fo, n, w):
+    """``dst[d:d+w] = sum_j F[i, j] * src[s0 + j*step : +w]``, F's row ``i`` at ``fo``.
+
+    The first up-to-four columns write, later blocks of four add, then
+    single columns: the rounding _four_rows reproduces.
+    """
+    n4 = n - n % 4
+    s1 = s0 + step
+    s2 = s1 + step
+    s3 = s2 + step
+    if n >= 4:
+        f0 = fdata[fo]
+        f1 = fdata[fo + 1]
+        f2 = fdata[fo + 2]
+        f3 = fdata[fo + 3]
+        for lane in range(w):
+            q = _U(lane)
+            dst[d + q] = ((f0 * src[s0 + q] + f1 * src[s1 + q])
+                          + (f2 * src[s2 + q] + f3 * src[s3 + q]))
+        j0 = 4
+    elif n == 3:
+        f0 = fdata[fo]
+        f1 = fdata[fo + 1]
+        f2 = fdata[fo + 2]
+        for lane in range(w):
+            q = _U(lane)
+            dst[d + q] = (f0 * src[s0 + q] + f1 * src[s1 + q]) + f2 * src[s2 + q]
+        j0 = 3
+    elif n == 2:
+        f0 = fdata[fo]
+        f1 = fdata[fo + 1]
+        for lane in range(w):
+            q = _U(lane)
+            dst[d + q] = f0 * src[s0 + q] + f1 * src[s1 + q]
+        j0 = 2
+    else:
+        f0 = fdata[fo]
+        for lane in range(w):
+            q = _U(lane)
+            dst[d + q] = f0 * src[s0 + q]
+        j0 = 1
+    for j in range(j0, n4, 4):
+        f0 = fdata[fo + j]
+        f1 = fdata[fo + j + 1]
+        f2 = fdata[fo + j + 2]
+        f3 = fdata[fo + j + 3]
+        sj = s0 + _U(j) * step
+        sj1 = sj + step
+        sj2 = sj1 + step
+        sj3 = sj2 + step
+        for lane in range(w):
+            q = _U(lane)
+            dst[d + q] += ((f0 * src[sj + q] + f1 * src[sj1 + q])
+                           + (f2 * src[sj2 + q] + f3 * src[sj3 + q]))
+    for j in range(max(j0, n4), n):
+        f0 = fdata[fo + j]
+        sj = s0 + _U(j) * step
+        for lane in range(w):
+            q = _U(lane)
+            dst[d + q] += f0 * src[sj + q]
+
+
+@njit(inline="always")
+def _four_rows(src, s0, step, dst, d0, dstep, fdata, fo, n, w):
+    """_one_row for four consecutive output rows at once (``n >= 4``), in the same
+    rounding: a 4 x 4 block of F stays in registers while the lanes stream by."""
+    n4 = n - n % 4
+    d1 = d0 + dstep
+    d2 = d1 + dstep
+    d3 = d2 + dstep
+    for j in range(0, n4, 4):
+        r0 = fo + j
+        r1 = r0 + n
+        r2 = r1 + n
+        r3 = r2 + n
+        a00 = fdata[r0]
+        a01 = fdata[r0 + 1]
+        a02 = fdata[r0 + 2]
+        a03 = fdata[r0 + 3]
+        a10 = fdata[r1]
+        a11 = fdata[r1 + 1]
+        a12 = fdata[r1 + 2]
+        a13 = fdata[r1 + 3]
+        a20 = fdata[r2]
+        a21 = fdata[r2 + 1]
+        a22 = fdata[r2 + 2]
+        a23 = fdata[r2 + 3]
+        a30 = fdata[r3]
+        a31 = fdata[r3 + 1]
+        a32 = fdata[r3 + 2]
+        a33 = fdata[r3 + 3]
+        sj = s0 + _U(j) * step
+        sj1 = sj + step
+        sj2 = sj1 + step
+        sj3 = sj2 + step
+        if j == 0:
+            for lane in range(w):
+                q = _U(lane)
+                x0 = src[sj + q]
+                x1 = src[sj1 + q]
+                x2 = src[sj2 + q]
+                x3 = src[sj3 + q]
+                dst[d0 + q] = (a00 * x0 + a01 * x1) + (a02 * x2 + a03 * x3)
+                dst[d1 + q] = (a10 * x0 + a11 * x1) + (a12 * x2 + a13 * x3)
+                dst[d2 + q] = (a20 * x0 + a21 * x1) + (a22 * x2 + a23 * x3)
+                dst[d3 + q] = (a30 * x0 + a31 * x1) + (a32 * x2 + a33 * x3)
+        else:
+            for lane in range(w):
+                q = _U(lane)
+                x0 = src[sj + q]
+                x1 = src[sj1 + q]
+                x2 = src[sj2 + q]
+                x3 = src[sj3 + q]
+                dst[d0 + q] += (a00 * x0 + a01 * x1) + (a02 * x2 + a03 * x3)
+                dst[d1 + q] += (a10 * x0 + a11 * x1) + (a12 * x2 + a13 * x3)
+                dst[d2 + q] += (a20 * x0 + a21 * x1) + (a22 * x2 + a23 * x3)
+                dst[d3 + q] += (a30 * x0 + a31 * x1) + (a32 * x2 + a33 * x3)
+    for j in range(n4, n):
+        sj = s0 + _U(j) * step
+        f0 = fdata[fo + j]
+        f1 = fdata[fo + n + j]
+        f2 = fdata[fo + 2 * n + j]
+        f3 = fdata[fo + 3 * n + j]
+        for lane in range(w):
+            q = _U(lane)
+            x0 = src[sj + q]
+            dst[d0 + q] += f0 * x0
+            dst[d1 + q] += f1 * x0
+            dst[d2 + q] += f2 * x0
+            dst[d3 + q] += f3 * x0
 
 
 @kernel
@@ -311,7 +392,13 @@ def _plan(factors, itemsize, native):
     steps, group = [], []
 
     def close_group():
-        if any(f.kind == "small" for _, f in group):
+        # identities inside a group bridge small factors; at its ends they only
+        # shorten the pre/post runs the kernel vectorises over
+        while group and group[-1][1].kind == "identity":
+            group.pop()
+        while group and group[0][1].kind == "identity":
+            group.pop(0)
+        if group:
             steps.append(_Step("small", [a for a, _ in group], [f for _, f in group]))
         group.clear()
 
@@ -445,7 +532,10 @@ def _bind(step, sizes, work):
             cur[g] = fm[g]
             biggest = max(biggest, math.prod(cur))
         # lanes per tile: LANE positions of post, or whole rows of pre (no more than there are)
-        tile = biggest * (LANE if post >= LANE else post * min(-(-LANE // post), pre))
+        if post >= LANE:
+            tile = biggest * LANE
+        else:  # (an empty tensor never runs a step; post == 0 only sizes nothing)
+            tile = biggest * post * min(-(-LANE // max(post, 1)), pre)
         return (pre, post, fdata, foff, fm, fn, order, tile)
     (f,) = step.factors
     if step.kind == "sparse":
@@ -547,6 +637,25 @@ def transposed(f, trans):
     return f
 
 
+def check_vectors(x, name):
+    """``x`` as a dense numeric ndarray of shape ``(N,)`` or ``(N, k)``; TypeError or
+    ValueError naming ``name`` otherwise."""
+    if sp.issparse(x):
+        raise TypeError(f"{name} must be a dense array; got a scipy sparse matrix "
+                        f"(use {name}.toarray(), or a KronProduct operator)")
+    if not isinstance(x, np.ndarray):
+        try:
+            x = np.asarray(x)
+        except Exception as exc:
+            raise TypeError(f"{name} must be array_like, got {type(x).__name__}") from exc
+    if x.dtype.kind not in "biufc":
+        raise TypeError(f"{name} has dtype {x.dtype}; expected a numeric dtype")
+    if x.ndim not in (1, 2):
+        raise ValueError(f"{name} must be 1-D of shape (N,) or 2-D of shape (N, k), got shape "
+                         f"{x.shape}")
+    return x
+
+
 def check_factor_list(factors, name="factors"):
     """A non-empty list or tuple of factors, each checked by check_factor."""
     if not isinstance(factors, (list, tuple)):
@@ -626,20 +735,8 @@ def kron_matvec(factors, x, out=None, *, trans="N"):
 
 def apply_prepared(prep, x, out=None, *, trans="N"):
     """``kron_matvec`` for factors already checked and prepared (see ``_Prepared``)."""
-    if sp.issparse(x):
-        raise TypeError("x must be a dense array; got a scipy sparse matrix "
-                        "(use x.toarray(), or a KronProduct operator)")
     x_in = x
-    if not isinstance(x, np.ndarray):
-        try:
-            x = np.asarray(x)
-        except Exception as exc:
-            raise TypeError(f"x must be array_like, got {type(x).__name__}") from exc
-    if x.dtype.kind not in "biufc":
-        raise TypeError(f"x has dtype {x.dtype}; expected a numeric dtype")
-    if x.ndim not in (1, 2):
-        raise ValueError(f"x must be 1-D of shape (N,) or 2-D of shape (N, k), got shape "
-                         f"{x.shape}")
+    x = check_vectors(x, "x")
     big_n = math.prod(prep.ns)
     if x.shape[0] != big_n:
         raise ValueError(
