@@ -5,6 +5,7 @@ import pathlib
 import pytest
 
 import kronjit.dense
+import kronjit.operators
 import kronjit.sparse
 import kronjit.structured
 import kronjit.vectrick
@@ -19,7 +20,7 @@ def test_readme_examples():
 
 
 @pytest.mark.parametrize("module", [kronjit.dense, kronjit.sparse, kronjit.structured,
-                                    kronjit.vectrick],
+                                    kronjit.vectrick, kronjit.operators],
                          ids=lambda m: m.__name__)
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
