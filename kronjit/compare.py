@@ -9,7 +9,10 @@ time ``ndarray.fill`` takes on an array of the output's size (a fresh array
 for calls that allocate, the same buffer for ``out=`` calls).  For the
 vec-trick it is BLAS GEMM throughput (a square GEMM doing the same number of
 flops) where a factor is large, and otherwise memory bandwidth (one copy of
-``x`` into a fresh array: a single read and write pass).
+``x`` into a fresh array: a single read and write pass); the operators'
+matmat likewise.  The Gaussian-process case (solve and log-determinant with
+``K1 ⊗ K2 + σ²I``) has no such limit: its reference is the dense Cholesky
+route, which the Kronecker route beats by changing the algorithm.
 """
 import json
 import math
@@ -23,7 +26,8 @@ from .structured import gather_blocks
 
 __all__ = ["Case", "cases", "run_case", "run", "add_arguments", "random_sparse", "shuffle_matvec",
            "vectrick_label", "vectrick_flops", "VECTRICK_REFERENCES", "VECTRICK_SHAPES",
-           "result_arrays", "gather_blocks", "gather_toeplitz"]
+           "result_arrays", "gather_blocks", "gather_toeplitz", "vectrick_limit", "gp_problem",
+           "gp_dense", "gp_kronjit", "MATMAT_SHAPES"]
 
 
 @dataclass
@@ -84,6 +88,8 @@ def result_arrays(result):
     """The arrays holding a result: the ndarray itself or a sparse object's index/data arrays."""
     if isinstance(result, np.ndarray):
         return [result]
+    if isinstance(result, tuple):  # several results (a solve and a log-determinant)
+        return [a for r in result if isinstance(r, np.ndarray) for a in result_arrays(r)]
     names = ("data", "indices", "indptr") if hasattr(result, "indptr") else ("data",)
     return [getattr(result, n) for n in names] + list(getattr(result, "coords", ()))
 
@@ -232,7 +238,7 @@ def _vectrick_case(shapes, k=1, reference="numpy tensordot", quick=False):
     name = vectrick_label(shapes, k)
 
     def setup():
-        from .vectrick import SMALL_FACTOR_MAX, kron_matvec
+        from .vectrick import kron_matvec
         rng = np.random.default_rng(5)
         factors = [rng.standard_normal(s) for s in shapes]
         n = math.prod(s[1] for s in shapes)
@@ -252,17 +258,22 @@ def _vectrick_case(shapes, k=1, reference="numpy tensordot", quick=False):
         if not np.allclose(np.sort(got), np.sort(expected.reshape(-1)), rtol=1e-9,
                            atol=1e-9 * scale):
             raise AssertionError(f"{reference} disagrees with numpy on {name}")
-        if max(max(s) for s in shapes) > SMALL_FACTOR_MAX:
-            flops = vectrick_flops(shapes, k)
-            side = max(2, round((flops / 2) ** (1 / 3)))
-            a, b = rng.standard_normal((side, side)), rng.standard_normal((side, side))
-            limit = lambda: a @ b  # noqa: E731 - same flops at BLAS GEMM throughput
-        else:
-            limit = lambda: x.copy()  # noqa: E731 - one read and write pass
-        return ref_call, (lambda: kron_matvec(factors, x)), limit
+        return ref_call, (lambda: kron_matvec(factors, x)), vectrick_limit(shapes, k, x)
 
     return Case("vectrick", name, reference, setup, quick,
                 {"shapes": [list(s) for s in shapes], "k": k})
+
+
+def vectrick_limit(shapes, k, x):
+    """What bounds a vec-trick product: a square GEMM of the same flops where a
+    factor is large (BLAS throughput), else one copy of ``x`` (memory bandwidth)."""
+    from .vectrick import SMALL_FACTOR_MAX
+    if max(max(s) for s in shapes) > SMALL_FACTOR_MAX:
+        side = max(2, round((vectrick_flops(shapes, k) / 2) ** (1 / 3)))
+        rng = np.random.default_rng(13)
+        a, b = rng.standard_normal((side, side)), rng.standard_normal((side, side))
+        return lambda: a @ b
+    return x.copy
 
 
 def vectrick_flops(shapes, k):
@@ -281,6 +292,74 @@ VECTRICK_SHAPES = [([(1000, 1000)] * 2, 1), ([(100, 100)] * 3, 1), ([(10, 10)] *
                    ([(4, 4)] * 10, 1), ([(2, 2)] * 20, 1), ([(8, 8)] * 6, 1),
                    ([(16, 16)] * 5, 1), ([(30, 50), (40, 20), (60, 70)], 1),
                    ([(32, 32)] * 4, 16)]
+
+
+def gp_problem(n, seed=6):
+    """A Gaussian process on an ``n x n`` grid with a separable squared-exponential
+    kernel: ``(K1, K2, y, noise)``, the covariance being ``K1 ⊗ K2 + noise I``."""
+    rng = np.random.default_rng(seed)
+    t1, t2 = np.linspace(0, 1, n), np.linspace(0, 2, n)
+    k1 = np.exp(-0.5 * np.subtract.outer(t1, t1) ** 2 / 0.2 ** 2)
+    k2 = 1.5 * np.exp(-0.5 * np.subtract.outer(t2, t2) ** 2 / 0.3 ** 2)
+    return k1, k2, rng.standard_normal(n * n), 0.1
+
+
+def gp_dense(k1, k2, y, noise):
+    """The dense route: form ``K1 ⊗ K2 + noise I``, Cholesky, solve and log-determinant."""
+    import scipy.linalg
+    cov = np.kron(k1, k2)
+    cov[np.diag_indices_from(cov)] += noise
+    chol = scipy.linalg.cho_factor(cov, overwrite_a=True, check_finite=False)
+    return (scipy.linalg.cho_solve(chol, y, check_finite=False),
+            2.0 * float(np.log(np.diag(chol[0])).sum()))
+
+
+def gp_kronjit(k1, k2, y, noise):
+    """The Kronecker route, from scratch (factor eigendecompositions included)."""
+    from .operators import KronProduct
+    cov = KronProduct([k1, k2])
+    return cov.solve(y, shift=noise), cov.logdet(shift=noise)
+
+
+def _gp_case(n, quick=False):
+    name = f"GP solve+logdet {n}x{n} ⊗ {n}x{n} + σ²I"
+
+    def setup():
+        problem = gp_problem(n)
+        want, got = gp_dense(*problem), gp_kronjit(*problem)
+        if not (np.allclose(got[0], want[0], rtol=1e-6, atol=1e-6 * np.abs(want[0]).max())
+                and math.isclose(got[1], want[1], rel_tol=1e-8, abs_tol=1e-8)):
+            raise AssertionError(f"KronProduct.solve/logdet disagree with Cholesky on {name}")
+        return (lambda: gp_dense(*problem)), (lambda: gp_kronjit(*problem)), None
+
+    return Case("operators", name, "dense Cholesky", setup, quick, {"n": n})
+
+
+def _matmat_case(shapes, k, quick=False):
+    """KronProduct @ X with k right-hand sides against pykronecker's operator."""
+    name = "matmat " + vectrick_label([(n, n) for n in shapes], k)
+
+    def setup():
+        from .operators import KronProduct
+        rng = np.random.default_rng(7)
+        factors = [rng.standard_normal((n, n)) for n in shapes]
+        x = rng.standard_normal((math.prod(shapes), k))
+        try:
+            ref_call = _pykronecker_call(factors, x)
+        except ImportError:
+            raise _Skip("pykronecker is not installed (python -m pip install '.[bench]')")
+        op = KronProduct(factors)
+        expected = shuffle_matvec(factors, x)
+        for got in (op @ x, ref_call()):
+            if not np.allclose(got, expected, rtol=1e-9, atol=1e-9 * np.abs(expected).max()):
+                raise AssertionError(f"matmat disagrees with numpy on {name}")
+        return ref_call, (lambda: op @ x), vectrick_limit([(n, n) for n in shapes], k, x)
+
+    return Case("operators", name, "pykronecker", setup, quick, {"shapes": shapes, "k": k})
+
+
+#: The matmat shapes of the study (issue 6): factor sizes, with k = 32.
+MATMAT_SHAPES = [[8] * 3, [16] * 3, [64, 64], [8] * 5, [32] * 3, [16] * 4, [100, 100]]
 
 
 class _Skip(Exception):
@@ -330,6 +409,9 @@ def cases():
         _vectrick_case([(40, 40), (3, 5)], k=4, quick=True),
         *[_vectrick_case(shapes, k, ref) for ref in VECTRICK_REFERENCES
           for shapes, k in VECTRICK_SHAPES],
+        _gp_case(20, quick=True),
+        _gp_case(60),
+        *[_matmat_case(shapes, 32, quick=shapes == [8] * 3) for shapes in MATMAT_SHAPES],
     ]
 
 
