@@ -359,7 +359,8 @@ def _matmat_case(shapes, k, quick=False):
 
 
 #: The matmat shapes of the study (issue 6): factor sizes, with k = 32.
-MATMAT_SHAPES = [[8] * 3, [16] * 3, [64, 64], [8] * 5, [32] * 3, [16] * 4, [100, 100]]
+MATMAT_SHAPES = [[8] * 3, [16, 16], [32, 32], [8] * 4, [16] * 3, [64, 64], [8] * 5, [32] * 3,
+                 [16] * 4, [100, 100]]
 
 
 class _Skip(Exception):
