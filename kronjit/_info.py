@@ -63,7 +63,7 @@ def info(start_threads=False):
         "threading_layer_requested": numba.config.THREADING_LAYER,
         "threading_layer": _threading_layer(start_threads),
         "num_threads": _runtime.get_num_threads(),
-        "max_threads": numba.config.NUMBA_NUM_THREADS,
+        "max_threads": _runtime.max_threads(),
         "serial_only": _runtime.serial_only(),
         "cpu_count": os.cpu_count(),
         "cache": _runtime.cache_location(),

@@ -111,6 +111,11 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+def max_threads():
+    """The most threads a kernel can ever use (``NUMBA_NUM_THREADS``)."""
+    return numba.config.NUMBA_NUM_THREADS
+
+
 def get_num_threads():
     """Number of threads kronjit's parallel kernels use."""
     return _num_threads

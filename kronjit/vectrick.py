@@ -36,7 +36,7 @@ import numpy as np
 import scipy.sparse as sp
 from numba import njit, prange
 
-from ._runtime import kernel
+from ._runtime import kernel, max_threads
 from ._validation import check_out, ensure_arrays_allocatable
 
 __all__ = ["kron_matvec"]
@@ -46,8 +46,11 @@ _U = np.uint64  # unsigned offsets: no negative-index wraparound, so loops vecto
 #: Dense factors with both dimensions at most this go through the fused kernel;
 #: larger ones through BLAS.
 SMALL_FACTOR_MAX = 16
-#: Positions of the vectorised axis per tile.
+#: Positions of the vectorised axis per tile: LANE (which sizes the groups)
+#: or, where lanes come straight from ``post``, doubled up to LANE_MAX while the
+#: group's tile stays in TILE_BYTES (longer rows amortise each inner loop's setup).
 LANE = 32
+LANE_MAX = 256
 #: Size of one tile buffer.
 TILE_BYTES = 1 << 18
 #: Work buffers up to this size are kept per thread between calls.
@@ -231,16 +234,16 @@ def _four_rows(src, s0, step, dst, d0, dstep, fdata, fo, n, w):
 
 
 @kernel
-def _small_group(x, y, pre, post, fdata, foff, fm, fn, order, tile_elems, nchunks):
+def _small_group(x, y, pre, post, lane, fdata, foff, fm, fn, order, tile_elems, nchunks):
     """Apply the small factors of one group of consecutive axes, tile by tile.
 
     ``x`` is ``(pre, prod fn, post)`` and ``y`` ``(pre, prod fm, post)``,
     flat.  Factor ``g`` of the group (``fm[g] x fn[g]``, at ``foff[g]`` in
     ``fdata``; ``foff[g] < 0`` marks an identity axis) is applied in the
-    order ``order``.  With ``post >= LANE`` a tile is ``LANE`` consecutive
-    positions of ``post`` and the first and last factors read ``x`` and write
-    ``y`` in place; otherwise a tile is ``ceil(LANE / post)`` consecutive
-    positions of ``pre``, transposed into the tile and back.
+    order ``order``.  With ``post >= LANE`` a tile is up to ``lane``
+    consecutive positions of ``post`` and the first and last factors read
+    ``x`` and write ``y`` in place; otherwise a tile is ``ceil(lane / post)``
+    consecutive positions of ``pre``, transposed into the tile and back.
     """
     ng = fn.size
     p_in = 1
@@ -254,12 +257,12 @@ def _small_group(x, y, pre, post, fdata, foff, fm, fn, order, tile_elems, nchunk
             nsteps += 1
     by_post = post >= LANE
     if by_post:
-        per_row = (post + LANE - 1) // LANE
+        per_row = (post + lane - 1) // lane
         ntiles = pre * per_row
         inner = 1
-        wide = LANE
+        wide = lane
     else:
-        wide = (LANE + post - 1) // post
+        wide = (lane + post - 1) // post
         ntiles = (pre + wide - 1) // wide
         inner = post
     for chunk in prange(nchunks):
@@ -277,8 +280,8 @@ def _small_group(x, y, pre, post, fdata, foff, fm, fn, order, tile_elems, nchunk
                 cur[g] = fn[g]
             if by_post:
                 p = tile // per_row
-                q0 = (tile - p * per_row) * LANE
-                w = min(LANE, post - q0)
+                q0 = (tile - p * per_row) * lane
+                w = min(lane, post - q0)
                 src = x
                 sbase = p * p_in * post + q0
                 srs = post
@@ -531,12 +534,20 @@ def _bind(step, sizes, work):
         for g in order:
             cur[g] = fm[g]
             biggest = max(biggest, math.prod(cur))
-        # lanes per tile: LANE positions of post, or whole rows of pre (no more than there are)
+        # Lanes read in place from post gain from longer rows (lanes transposed
+        # in from pre did not, measured, so they stay at LANE), while the tile
+        # fits and every thread the machine has still gets several tiles.
+        lane = LANE
+        while (post >= LANE and lane < LANE_MAX
+               and 2 * lane * biggest * work.itemsize <= TILE_BYTES
+               and pre * -(-post // (2 * lane)) >= 8 * max_threads()):
+            lane *= 2
+        # lanes per tile: positions of post, or whole rows of pre (no more than there are)
         if post >= LANE:
-            tile = biggest * LANE
+            tile = biggest * min(lane, post)
         else:  # (an empty tensor never runs a step; post == 0 only sizes nothing)
-            tile = biggest * post * min(-(-LANE // max(post, 1)), pre)
-        return (pre, post, fdata, foff, fm, fn, order, tile)
+            tile = biggest * post * min(-(-lane // max(post, 1)), pre)
+        return (pre, post, lane, fdata, foff, fm, fn, order, tile)
     (f,) = step.factors
     if step.kind == "sparse":
         if work not in _NATIVE:  # longdouble: scipy's own product, one slab at a time

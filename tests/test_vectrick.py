@@ -202,6 +202,26 @@ def test_small_factors_are_grouped_into_few_passes():
     assert sorted(a for s in steps for a in s.axes) == list(range(10))
 
 
+def test_trailing_identities_do_not_join_a_group():
+    # the k axis at the end would only shorten the post run the kernel vectorises over
+    f = vectrick._Factor("small", 4, 4, None)
+    eye = vectrick._Factor("identity", 32, 32, None)
+    (step,) = vectrick._plan([f, eye], 8, True)
+    assert step.axes == [0]
+
+
+@pytest.mark.parametrize("extra", [0, 37])
+def test_long_lanes_from_post(extra):
+    """Wide post runs get tiles of more than LANE lanes; the result is unchanged."""
+    k = 1024 * kronjit._runtime.max_threads() + extra  # enough tiles for every thread
+    rng = np.random.default_rng(30)
+    factors = [rand(rng, (3, 4), "float64"), rand(rng, (5, 3), "float64")]
+    x = rand(rng, (12, k), "float64")
+    (step,) = vectrick._Prepared(factors).program(np.dtype(np.float64), k).steps
+    assert step.args[2] > vectrick.LANE
+    assert_matvec_close(kronjit.kron_matvec(factors, x), factors, x)
+
+
 @pytest.mark.parametrize("layout", ["fortran", "strided", "negative", "readonly", "list"])
 def test_input_layouts(layout):
     rng = np.random.default_rng(14)
