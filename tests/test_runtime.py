@@ -63,6 +63,16 @@ calls += [(lambda: kronjit.sparse.kron(a, b, format="csr").toarray(),
           (lambda: kronjit.block_toeplitz(c, r), gather_toeplitz(c, r)),
           (lambda: kronjit.block_diag(*c), scipy.linalg.block_diag(*c)),
           (lambda: kronjit.kron_matvec(vt_factors, vt_x), kronjit.kron_matvec(vt_factors, vt_x))]
+# operators shared by every thread, whose plans are built on first use (by the threads)
+gp_factors = [np.exp(-np.subtract.outer(t, t) ** 2) for t in (np.linspace(0, 2, 30),
+                                                              np.linspace(0, 3, 40))]
+gp_b = rng.standard_normal((1200, 8))
+gp_want = kronjit.KronProduct(gp_factors).solve(gp_b, shift=0.1)
+gp = kronjit.KronProduct(gp_factors)
+gp.eigh()  # LAPACK once, so every solve applies the same eigenvectors
+op = kronjit.KronProduct(vt_factors)
+calls += [(lambda: op @ vt_x, kronjit.kron_matvec(vt_factors, vt_x)),
+          (lambda: gp.solve(gp_b, shift=0.1), gp_want)]
 errors = []
 def work(t):
     try:
@@ -77,6 +87,14 @@ threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
 for th in threads: th.start()
 for th in threads: th.join()
 assert not errors, errors[:5]
+# the same calls from inside another thread pool
+from concurrent.futures import ThreadPoolExecutor
+def check(i):
+    call, want = calls[i % len(calls)]
+    got = call()
+    return got.dtype == want.dtype and np.array_equal(got, want)
+with ThreadPoolExecutor(max_workers=8) as pool:
+    assert all(pool.map(check, range(8 * len(calls))))
 print("OK", numba.threading_layer())
 """
 
@@ -222,6 +240,47 @@ def test_no_writable_cache_location_runs_uncached(tmp_path):
     assert_child_ok(proc)
     assert f"FROM {pkg}" in proc.stdout
     assert "CACHE disabled" in proc.stdout
+
+
+CACHE_RACE = CACHE_RUN + """
+x = np.arange(60.0)
+fs = [np.arange(12.0).reshape(3, 4), np.eye(5) * 2, np.ones((2, 3))]
+assert np.allclose(kronjit.kron_matvec(fs, x), np.kron(np.kron(fs[0], fs[1]), fs[2]) @ x)
+s = kronjit.sparse.kron(np.eye(3), a, format="csr")
+assert np.array_equal(s.toarray(), np.kron(np.eye(3), a))
+print("OK2")
+"""
+
+
+@pytest.mark.subprocess
+def test_eight_processes_build_one_cache_at_once(tmp_path):
+    """Eight interpreters compiling into the same empty cache at the same time all
+    succeed, and a ninth then runs from the cache they wrote."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    procs = [subprocess.Popen([sys.executable, "-c", CACHE_RACE], env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(8)]
+    for proc in procs:
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0 and "OK2" in out, err
+    assert list(tmp_path.rglob("*.nbc"))
+    assert_child_ok(run_python(CACHE_RACE, env={"NUMBA_CACHE_DIR": str(tmp_path)}), "OK2")
+
+
+@pytest.mark.subprocess
+def test_kernel_suites_pass_with_bounds_checking(tmp_path):
+    """The kernel test modules pass with NUMBA_BOUNDSCHECK=1 on the serial twins
+    (Numba checks no bounds inside prange), so an out-of-bounds index in a
+    kernel raises IndexError instead of corrupting memory."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    files = [os.path.join("tests", f"test_{m}.py")
+             for m in ("dense", "sparse", "structured", "vectrick", "operators")]
+    env = dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=str(tmp_path),
+               KRONJIT_TEST_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                           "-m", "not subprocess", *files], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert " passed" in proc.stdout
 
 
 def test_twins_have_distinct_cache_identities():
