@@ -67,10 +67,20 @@ def _factor_eigh(f, name, what):
     a = _dense(f)
     if a.shape[0] != a.shape[1]:
         raise ValueError(f"{what} needs square factors; {name} has shape {a.shape}")
+    _check_finite(a, name)
     scale = np.max(np.abs(a), initial=0)
     if a.size and np.max(np.abs(a - a.conj().T)) > _hermitian_tolerance(a.dtype) * scale:
         raise ValueError(f"{what} needs Hermitian (symmetric) factors; {name} is not")
-    return scipy.linalg.eigh(a, check_finite=True)
+    return scipy.linalg.eigh(a, check_finite=False)
+
+
+def _check_finite(a, name):
+    """``a``, after a ValueError naming ``name`` if it holds NaN or inf (LAPACK would
+    return garbage or fail with a message naming nothing)."""
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name} contains NaN or inf; inverses, determinants and "
+                         "eigendecompositions need finite factors")
+    return a
 
 
 def _slogdet_from_eigenvalues(lam):
@@ -437,8 +447,9 @@ class KronProduct(_KronOperator):
                 if pf.kind == "identity":
                     inv.append(f)
                     continue
+                a = _check_finite(_dense(f), f"factors[{i}]")
                 try:
-                    inv.append(scipy.linalg.inv(_dense(f)))
+                    inv.append(scipy.linalg.inv(a, check_finite=False))
                 except np.linalg.LinAlgError:
                     raise np.linalg.LinAlgError(
                         f"factors[{i}] is singular, so the KronProduct is") from None

@@ -352,7 +352,7 @@ def block_diag(*arrs, out=None):
     if result.size == 0:
         return result
     if not _copyable(dtype):
-        result[...] = 0
+        result[...] = np.zeros((), dtype)  # scipy's zeros: '' for strings, 0 for objects
         for a, r0, c0 in zip(arrays, np.cumsum(heights) - heights,
                              np.cumsum(widths) - widths):
             result[r0:r0 + a.shape[0], c0:c0 + a.shape[1]] = a

@@ -184,3 +184,13 @@ def rand(rng, shape, dtype):
     if dtype.kind == "b":
         return rng.random(shape) < 0.5
     return rng.standard_normal(shape).astype(dtype)
+
+
+def textbook_kronsum(factors):
+    """``sum_i I ⊗ ... ⊗ Ai ⊗ ... ⊗ I`` with np.kron."""
+    sizes = [f.shape[0] for f in factors]
+    out = 0
+    for i, f in enumerate(factors):
+        pre, post = int(np.prod(sizes[:i])), int(np.prod(sizes[i + 1:]))
+        out = out + np.kron(np.kron(np.eye(pre), dense(f)), np.eye(post))
+    return out

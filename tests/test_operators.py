@@ -13,7 +13,7 @@ from hypothesis import given, strategies as st
 from scipy.sparse.linalg import LinearOperator, aslinearoperator, cg, eigsh, expm_multiply, gmres, lsqr
 
 from conftest import assert_identical, assert_product_close, assert_sparse_identical, dense, \
-    dense_kron, rand
+    dense_kron, rand, textbook_kronsum
 from kronjit import KronProduct, KronSum, KronVector, kron_matvec
 import kronjit
 
@@ -24,16 +24,6 @@ def spd(rng, n, dtype=np.float64, cond=10.0):
     w = np.geomspace(1.0, cond, n)
     a = (q * w) @ q.conj().T
     return ((a + a.conj().T) / 2).astype(dtype)
-
-
-def textbook_kronsum(factors):
-    """``sum_i I ⊗ ... ⊗ Ai ⊗ ... ⊗ I`` with np.kron."""
-    sizes = [f.shape[0] for f in factors]
-    out = 0
-    for i, f in enumerate(factors):
-        pre, post = int(np.prod(sizes[:i])), int(np.prod(sizes[i + 1:]))
-        out = out + np.kron(np.kron(np.eye(pre), dense(f)), np.eye(post))
-    return out
 
 
 def assert_solve_close(got, a, b):
