@@ -154,6 +154,25 @@ def num_threads(n):
         set_num_threads(old)
 
 
+_thread_state = threading.local()
+
+
+@contextlib.contextmanager
+def serial_in_this_thread():
+    """Context manager: kernels called from this thread run their serial twins.
+
+    For callers that already run one task per core (dask workers): a parallel
+    kernel inside each task would only oversubscribe the cores.  Other
+    threads are unaffected.
+    """
+    old = getattr(_thread_state, "serial", False)
+    _thread_state.serial = True
+    try:
+        yield
+    finally:
+        _thread_state.serial = old
+
+
 def serial_only():
     """True when this process must not start parallel kernels (forked child)."""
     return _serial_only
@@ -178,7 +197,8 @@ class kernel:
 
     def __call__(self, *args, nbytes):
         n = _num_threads
-        if n > 1 and nbytes >= PARALLEL_MIN_BYTES and not _serial_only:
+        if (n > 1 and nbytes >= PARALLEL_MIN_BYTES and not _serial_only
+                and not getattr(_thread_state, "serial", False)):
             lock = _parallel_lock
             if lock.acquire(blocking=False):
                 try:

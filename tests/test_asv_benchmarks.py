@@ -50,10 +50,15 @@ def test_benchmark_runs_once(cls, combo, methods, monkeypatch):
             assert missing, why
             assert "does not take" in str(why) or importlib.util.find_spec(missing[0]) is None, why
             pytest.skip(str(why))
-    for method in methods:
-        value = getattr(bench, method)(*combo)
-        if method.startswith("track_"):
-            assert isinstance(value, float) and math.isfinite(value) and value > 0, (method, value)
+    try:
+        for method in methods:
+            value = getattr(bench, method)(*combo)
+            if method.startswith("track_"):
+                assert isinstance(value, float) and math.isfinite(value) and value > 0, \
+                    (method, value)
+    finally:
+        if hasattr(bench, "teardown"):
+            bench.teardown(*combo)
 
 
 def test_every_module_is_collected():

@@ -4,6 +4,7 @@ import pathlib
 
 import pytest
 
+import kronjit.dask
 import kronjit.dense
 import kronjit.operators
 import kronjit.sparse
@@ -20,7 +21,7 @@ def test_readme_examples():
 
 
 @pytest.mark.parametrize("module", [kronjit.dense, kronjit.sparse, kronjit.structured,
-                                    kronjit.vectrick, kronjit.operators],
+                                    kronjit.vectrick, kronjit.operators, kronjit.dask],
                          ids=lambda m: m.__name__)
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
