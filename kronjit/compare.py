@@ -27,7 +27,7 @@ from .structured import gather_blocks
 __all__ = ["Case", "cases", "run_case", "run", "add_arguments", "random_sparse", "shuffle_matvec",
            "vectrick_label", "vectrick_flops", "VECTRICK_REFERENCES", "VECTRICK_SHAPES",
            "result_arrays", "gather_blocks", "gather_toeplitz", "vectrick_limit", "gp_problem",
-           "gp_dense", "gp_kronjit", "MATMAT_SHAPES"]
+           "gp_dense", "gp_kronjit", "MATMAT_SHAPES", "traced_peak"]
 
 
 @dataclass
@@ -446,15 +446,20 @@ def run_case(case, repeat=7, min_time=0.02):
     }
 
 
-def _memory(candidate):
-    """Bytes of one call's result, and the peak allocated during it (tracemalloc) over them."""
+def traced_peak(fn):
+    """``(fn(), peak bytes numpy and Python allocated during the call)``, by tracemalloc."""
     import tracemalloc
     tracemalloc.start()
     try:
-        result = candidate()
-        peak = tracemalloc.get_traced_memory()[1]
+        result = fn()
+        return result, tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
+
+
+def _memory(candidate):
+    """Bytes of one call's result, and the peak allocated during it (tracemalloc) over them."""
+    result, peak = traced_peak(candidate)
     size = sum(a.nbytes for a in result_arrays(result))
     return {"result_bytes": size, "peak_memory_over_result": peak / size if size else float("nan")}
 

@@ -33,7 +33,8 @@ from dask.highlevelgraph import HighLevelGraph
 from ._runtime import serial_in_this_thread
 from .dense import kron as _kron
 from .structured import _toeplitz_blocks, block_toeplitz as _block_toeplitz
-from .vectrick import check_factor_list, check_vectors, kron_matvec as _kron_matvec
+from .vectrick import (check_factor_list, check_vectors, dense_factor,
+                       kron_matvec as _kron_matvec)
 
 __all__ = ["kron", "kron_matvec", "block_toeplitz"]
 
@@ -273,7 +274,7 @@ def kron_matvec(factors, x):
     # x's chunk size
     width = max(k, (x2.chunks[0][0] * k) // max(ns[0], 1) // k * k)
     z = z.rechunk((tuple(cuts), width))
-    a = first.toarray() if sp.issparse(first) else np.asarray(first)
+    a = dense_factor(first)
     ad = da.from_array(a.astype(np.result_type(a.dtype, dtype), copy=False),
                        chunks=(ms[0], tuple(cuts)))
     y = da.matmul(ad, z).astype(dtype)

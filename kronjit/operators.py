@@ -32,7 +32,7 @@ from scipy.sparse.linalg import LinearOperator
 
 from .dense import kron
 from . import sparse as _sparse
-from .vectrick import _Prepared, apply_prepared, check_factor, check_vectors, transposed
+from .vectrick import _Prepared, apply_prepared, check_factor, check_vectors, dense_factor, transposed
 
 __all__ = ["KronProduct", "KronSum", "KronVector", "KronEigh"]
 
@@ -42,10 +42,6 @@ KronEigh = namedtuple("KronEigh", ["eigenvalues", "eigenvectors"])
 
 
 # --- helpers ---------------------------------------------------------------------
-
-def _dense(f):
-    return f.toarray() if sp.issparse(f) else np.asarray(f)
-
 
 def _check_scalar(alpha):
     if not (isinstance(alpha, numbers.Number) or (np.isscalar(alpha) and
@@ -64,7 +60,7 @@ def _hermitian_tolerance(dtype):
 
 def _factor_eigh(f, name, what):
     """``(w, Q)`` of a Hermitian factor, after checking it is one (ValueError naming ``name``)."""
-    a = _dense(f)
+    a = dense_factor(f)
     if a.shape[0] != a.shape[1]:
         raise ValueError(f"{what} needs square factors; {name} has shape {a.shape}")
     _check_finite(a, name)
@@ -208,21 +204,25 @@ class _KronOperator(LinearOperator):
 
     # numpy scalars and arrays defer to the operator's own __rmul__/__rmatmul__
     __array_ufunc__ = None
+    _SYMBOL = ""  # between factor shapes in repr: "⊗" or "⊕"
 
-    def _init_factors(self, factors):
+    @staticmethod
+    def _factor_list(factors):
         if not isinstance(factors, (list, tuple)):
             raise TypeError(f"factors must be a list or tuple of 2-D arrays, scipy sparse "
                             f"matrices or KronProducts, got {type(factors).__name__}")
         if len(factors) == 0:
             raise ValueError("factors must hold at least one factor")
-        self.factors = tuple(factors)
+        return factors
+
+    def __repr__(self):
+        shapes = f" {self._SYMBOL} ".join(f"{f.shape[0]}x{f.shape[1]}" for f in self.factors)
+        return (f"<{self.shape[0]}x{self.shape[1]} {type(self).__name__} ({shapes}) with "
+                f"dtype={self.dtype}>")
 
     # numbers ------------------------------------------------------------------
     def _scaled(self, alpha):
         raise NotImplementedError
-
-    def __mul__(self, x):
-        return self.dot(x)
 
     def __rmul__(self, x):
         if np.isscalar(x):
@@ -278,10 +278,10 @@ class _KronOperator(LinearOperator):
             raise np.linalg.LinAlgError(
                 f"{what}: the matrix is singular (smallest eigenvalue magnitude "
                 f"{absval.min():.3g}, largest {absval.max():.3g})")
-        y = q.rmatmat(b) if b.ndim == 2 else q.rmatvec(b)
-        y = np.divide(y, lam[:, None] if b.ndim == 2 else lam,
-                      out=y if np.result_type(y, lam) == y.dtype else None)
-        return q.matmat(y) if b.ndim == 2 else q.matvec(y)
+        y = q._rmatvec(b)  # (both products take b of shape (N,) or (N, k))
+        lam = lam.reshape(lam.shape + (1,) * (b.ndim - 1))
+        y = np.divide(y, lam, out=y if np.result_type(y, lam) == y.dtype else None)
+        return q._matvec(y)
 
     def _slogdet_eigen(self, shift, what):
         lam, _ = self._shifted_eigenvalues(shift, what)
@@ -340,10 +340,11 @@ class KronProduct(_KronOperator):
     True
     """
 
+    _SYMBOL = "⊗"
+
     def __init__(self, factors):
-        self._init_factors(factors)
         mats = []
-        for i, f in enumerate(self.factors):
+        for i, f in enumerate(self._factor_list(factors)):
             if isinstance(f, KronProduct):
                 mats.extend(f.factors)
             elif isinstance(f, LinearOperator):
@@ -358,10 +359,6 @@ class KronProduct(_KronOperator):
         dtype = np.result_type(*[f.dtype for f in mats])
         shape = (math.prod(f.shape[0] for f in mats), math.prod(f.shape[1] for f in mats))
         super().__init__(dtype, shape)
-
-    def __repr__(self):
-        shapes = " ⊗ ".join(f"{f.shape[0]}x{f.shape[1]}" for f in self.factors)
-        return f"<{self.shape[0]}x{self.shape[1]} KronProduct ({shapes}) with dtype={self.dtype}>"
 
     # products -------------------------------------------------------------------
     def _prepared(self, trans):
@@ -406,7 +403,7 @@ class KronProduct(_KronOperator):
     # forms ------------------------------------------------------------------------
     def todense(self):
         """The product formed with :func:`kronjit.kron`, an ndarray of shape ``(M, N)``."""
-        mats = [_dense(f) for f in self.factors]
+        mats = [dense_factor(f) for f in self.factors]
         return kron(*mats) if len(mats) > 1 else mats[0].copy()
 
     def tosparse(self, format="csr"):
@@ -439,7 +436,9 @@ class KronProduct(_KronOperator):
         return self.diagonal().sum()
 
     # inverse and solve --------------------------------------------------------------
-    def _inverse_factors(self):
+    def inv(self):
+        """The inverse, ``A1^-1 ⊗ ... ⊗ Ad^-1``, as a KronProduct (square factors),
+        computed once."""
         if self._inverse is None:
             self._require_square("KronProduct.inv")
             inv = []
@@ -447,7 +446,7 @@ class KronProduct(_KronOperator):
                 if pf.kind == "identity":
                     inv.append(f)
                     continue
-                a = _check_finite(_dense(f), f"factors[{i}]")
+                a = _check_finite(dense_factor(f), f"factors[{i}]")
                 try:
                     inv.append(scipy.linalg.inv(a, check_finite=False))
                 except np.linalg.LinAlgError:
@@ -455,10 +454,6 @@ class KronProduct(_KronOperator):
                         f"factors[{i}] is singular, so the KronProduct is") from None
             self._inverse = KronProduct(inv)
         return self._inverse
-
-    def inv(self):
-        """The inverse, ``A1^-1 ⊗ ... ⊗ Ad^-1``, as a KronProduct (square factors)."""
-        return self._inverse_factors()
 
     def solve(self, b, shift=None):
         """Solve ``K x = b``, or ``(K + shift I) x = b``.
@@ -487,7 +482,7 @@ class KronProduct(_KronOperator):
             return self._solve_eigen(b, shift, "KronProduct.solve(b, shift=...)")
         self._require_square("KronProduct.solve")
         b = self._rhs(b)
-        return self._inverse_factors() @ b
+        return self.inv() @ b
 
     # determinants and eigendecomposition ------------------------------------------------
     def _eigen(self, what):
@@ -523,7 +518,7 @@ class KronProduct(_KronOperator):
         n = self.shape[0]
         sign, logabs = 1.0, 0.0
         for f in self.factors:
-            s, la = np.linalg.slogdet(_dense(f))
+            s, la = np.linalg.slogdet(dense_factor(f))
             power = n // f.shape[0]
             if s == 0:
                 return self.dtype.type(0) if self.dtype.kind != "c" else 0j, -np.inf
@@ -566,10 +561,11 @@ class KronSum(_KronOperator):
     True
     """
 
+    _SYMBOL = "⊕"
+
     def __init__(self, factors):
-        self._init_factors(factors)
         mats = []
-        for i, f in enumerate(self.factors):
+        for i, f in enumerate(self._factor_list(factors)):
             if not isinstance(f, KronProduct):
                 if isinstance(f, LinearOperator):
                     raise TypeError(f"factors[{i}] is a {type(f).__name__}; a KronSum's factors "
@@ -585,10 +581,6 @@ class KronSum(_KronOperator):
         self._eig = None
         n = math.prod(f.shape[0] for f in mats)
         super().__init__(dtype, (n, n))
-
-    def __repr__(self):
-        shapes = " ⊕ ".join(f"{f.shape[0]}x{f.shape[1]}" for f in self.factors)
-        return f"<{self.shape[0]}x{self.shape[1]} KronSum ({shapes}) with dtype={self.dtype}>"
 
     # products -------------------------------------------------------------------
     def _term_preps(self, trans):
@@ -646,7 +638,7 @@ class KronSum(_KronOperator):
         sizes = [f.shape[0] for f in self.factors]
         out = None
         for i, f in enumerate(self.factors):
-            a = f.todense() if isinstance(f, KronProduct) else _dense(f)
+            a = f.todense() if isinstance(f, KronProduct) else dense_factor(f)
             a = a.astype(self.dtype, copy=False)
             pre, post = math.prod(sizes[:i]), math.prod(sizes[i + 1:])
             term = kron(np.eye(pre, dtype=self.dtype), a, np.eye(post, dtype=self.dtype))
@@ -730,6 +722,6 @@ class KronSum(_KronOperator):
         t = _check_scalar(t)
         exps = []
         for f in self.factors:
-            a = f.todense() if isinstance(f, KronProduct) else _dense(f)
+            a = f.todense() if isinstance(f, KronProduct) else dense_factor(f)
             exps.append(scipy.linalg.expm(t * a))
         return KronProduct(exps)

@@ -28,7 +28,6 @@ large factors, memory bandwidth (one read and one write of the tensor per
 fused group) for small ones.
 """
 import math
-import numbers
 import operator
 import threading
 
@@ -637,6 +636,11 @@ def check_factor(f, name):
     if f.dtype.kind not in "biufc":
         raise TypeError(f"{name} has dtype {f.dtype}; expected a numeric dtype")
     return f
+
+
+def dense_factor(f):
+    """A factor as an ndarray (scipy sparse ones formed)."""
+    return f.toarray() if sp.issparse(f) else np.asarray(f)
 
 
 def transposed(f, trans):

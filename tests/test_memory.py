@@ -6,25 +6,18 @@ numpy's and is covered by the slack.  Each bound is the one the function's
 documentation gives.
 """
 import math
-import tracemalloc
-
 import numpy as np
 import pytest
 
 import kronjit
-from kronjit.compare import random_sparse
+from kronjit.compare import random_sparse, traced_peak
 
 SLACK = 1 << 20  # bytes: Python objects, small index arrays
 
 
 def peak_bytes(fn):
     fn()  # warm-up: compilation and cached work buffers are not the call's working memory
-    tracemalloc.start()
-    try:
-        result = fn()
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    result, peak = traced_peak(fn)
     return peak, result
 
 

@@ -12,10 +12,9 @@ import scipy.sparse as sp
 from hypothesis import given, strategies as st
 from scipy.sparse.linalg import LinearOperator, aslinearoperator, cg, eigsh, expm_multiply, gmres, lsqr
 
-from conftest import assert_identical, assert_product_close, assert_sparse_identical, dense, \
-    dense_kron, rand, textbook_kronsum
-from kronjit import KronProduct, KronSum, KronVector, kron_matvec
-import kronjit
+from conftest import assert_identical, assert_product_close, assert_sparse_identical, dense_kron, \
+    rand, textbook_kronsum
+from kronjit import KronProduct, KronSum, KronVector
 
 
 def spd(rng, n, dtype=np.float64, cond=10.0):
