@@ -1,15 +1,18 @@
 """The comparison study: ``python -m kronjit compare``.
 
 Each case times kronjit against its reference side by side: both are warmed
-up (so JIT compilation is never timed), then run alternately, and the table
-reports medians over repeats of each time and of each repeat's ratio.  The
+up (so JIT compilation is never timed), then run alternately in batches, each
+batch after a short busy-wait (``settle``) so that no thread woken by the
+previous batch competes with it, and the table reports medians over repeats of
+each time and of each repeat's ratio.  The
 limit column ("fill") times what bounds the kernel, as a fraction of
 kronjit's time.  For constructors it is the machine's write bandwidth: the
-time ``ndarray.fill`` takes on an array of the output's size (a fresh array
-for calls that allocate, the same buffer for ``out=`` calls).  For the
-vec-trick it is BLAS GEMM throughput (a square GEMM doing the same number of
-flops) where a factor is large, and otherwise memory bandwidth (one copy of
-``x`` into a fresh array: a single read and write pass); the operators'
+time one write pass (``write_pass``, kronjit's threads, like its kernels)
+takes over an array of the output's size (a fresh array for calls that
+allocate, the same buffer for ``out=`` calls).  For the vec-trick it is BLAS
+GEMM throughput (a square GEMM doing the same number of flops) where a factor
+is large, and otherwise memory bandwidth (``copy_pass``: one parallel copy of
+``x`` into a fresh array, a single read and write pass); the operators'
 matmat likewise.  The Gaussian-process case (solve and log-determinant with
 ``K1 ⊗ K2 + σ²I``) has no such limit: its reference is the dense Cholesky
 route, which the Kronecker route beats by changing the algorithm.
@@ -22,12 +25,58 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from numba import prange
+
+from ._runtime import kernel
 from .structured import gather_blocks
 
 __all__ = ["Case", "cases", "run_case", "run", "add_arguments", "random_sparse", "shuffle_matvec",
            "vectrick_label", "vectrick_flops", "VECTRICK_REFERENCES", "VECTRICK_SHAPES",
            "result_arrays", "gather_blocks", "gather_toeplitz", "vectrick_limit", "gp_problem",
-           "gp_dense", "gp_kronjit", "MATMAT_SHAPES", "traced_peak"]
+           "gp_dense", "gp_kronjit", "MATMAT_SHAPES", "traced_peak", "write_pass",
+           "fresh_write_pass", "copy_pass", "settle", "SETTLE_S", "alternate", "side_by_side"]
+
+
+# --- the bandwidth limits: one pass over memory with kronjit's threads -------
+# numpy's fill and copy run on one thread, which on most machines is short of
+# the memory bandwidth that kronjit's parallel kernels reach.
+
+@kernel
+def _fill_bytes(dst, nchunks):
+    n = dst.size
+    for chunk in prange(nchunks):  # slices, not an index loop: they compile to memset
+        dst[chunk * n // nchunks:(chunk + 1) * n // nchunks] = 1
+
+
+@kernel
+def _copy_bytes(src, dst, nchunks):
+    n = dst.size
+    for chunk in prange(nchunks):
+        lo, hi = chunk * n // nchunks, (chunk + 1) * n // nchunks
+        dst[lo:hi] = src[lo:hi]
+
+
+def _raw_bytes(a):
+    return a.reshape(-1).view(np.uint8)  # a must be C-contiguous
+
+
+def write_pass(out):
+    """Write every byte of the C-contiguous array ``out`` once (write bandwidth)."""
+    _fill_bytes(_raw_bytes(out), nbytes=out.nbytes)
+    return out
+
+
+def fresh_write_pass(shape, dtype):
+    """Allocate an array and write it once: the limit for calls that allocate."""
+    return write_pass(np.empty(shape, dtype))
+
+
+def copy_pass(x):
+    """Copy ``x`` into a fresh array in one parallel pass (read plus write bandwidth)."""
+    src = np.ascontiguousarray(x)
+    out = np.empty_like(src)
+    _copy_bytes(_raw_bytes(src), _raw_bytes(out), nbytes=2 * src.nbytes)
+    return out
 
 
 @dataclass
@@ -64,10 +113,10 @@ def _dense_case(shapes, dtype="float64", use_out=False, quick=False):
             buf = np.empty_like(expected)
             return (lambda: _chained_np_kron(factors),
                     lambda: kron(*factors, out=buf),
-                    lambda: buf.fill(1))
+                    lambda: write_pass(buf))
         return (lambda: _chained_np_kron(factors),
                 lambda: kron(*factors),
-                lambda: np.empty(expected.shape, expected.dtype).fill(1))
+                lambda: fresh_write_pass(expected.shape, expected.dtype))
 
     ref = "np.kron" if len(shapes) == 2 else "chained np.kron"
     return Case("dense", name, ref, setup, quick,
@@ -129,7 +178,7 @@ def _sparse_case(a_spec, b_spec, format="csr", op="kron", quick=False):
 
         def fill():  # the result's arrays, freshly allocated and written once
             for size, dtype in shapes:
-                np.empty(size, dtype).fill(1)
+                fresh_write_pass(size, dtype)
         return reference, candidate, fill
 
     return Case("sparse", name, f"scipy.sparse.{op}", setup, quick,
@@ -162,9 +211,9 @@ def _structured_case(m, p, use_out=False, quick=False):
             raise AssertionError(f"kronjit.block_toeplitz disagrees with the reference on {name}")
         if use_out:
             buf = np.empty_like(expected)
-            return reference, lambda: block_toeplitz(c, r, out=buf), lambda: buf.fill(1)
+            return reference, lambda: block_toeplitz(c, r, out=buf), lambda: write_pass(buf)
         return (reference, lambda: block_toeplitz(c, r),
-                lambda: np.empty(expected.shape).fill(1))
+                lambda: fresh_write_pass(expected.shape, expected.dtype))
 
     reference = "scipy.linalg.toeplitz" if scalar else "numpy gather"
     return Case("structured", name, reference, setup, quick,
@@ -266,14 +315,14 @@ def _vectrick_case(shapes, k=1, reference="numpy tensordot", quick=False):
 
 def vectrick_limit(shapes, k, x):
     """What bounds a vec-trick product: a square GEMM of the same flops where a
-    factor is large (BLAS throughput), else one copy of ``x`` (memory bandwidth)."""
+    factor is large (BLAS throughput), else one parallel copy of ``x`` (memory bandwidth)."""
     from .vectrick import SMALL_FACTOR_MAX
     if max(max(s) for s in shapes) > SMALL_FACTOR_MAX:
         side = max(2, round((vectrick_flops(shapes, k) / 2) ** (1 / 3)))
         rng = np.random.default_rng(13)
         a, b = rng.standard_normal((side, side)), rng.standard_normal((side, side))
         return lambda: a @ b
-    return x.copy
+    return lambda: copy_pass(x)
 
 
 def vectrick_flops(shapes, k):
@@ -416,32 +465,69 @@ def cases():
     ]
 
 
+#: Seconds of busy-waiting before each timed batch (see ``settle``).
+SETTLE_S = 0.12
+
+
+def settle(seconds=None):
+    """Busy-wait ``seconds`` (default ``SETTLE_S``) so that threads the previous
+    batch woke go idle before the next one is timed.
+
+    OpenBLAS's threads spin for about 0.1 s after each multithreaded call; a
+    parallel kernel launched in that window waits for a core, a scheduler tick
+    (4 ms here) per launch, which turned 30 us calls into 5 ms ones in this
+    study.  Busy-waiting rather than sleeping: an idle process lets the
+    machine's cores halt, and waking them costs milliseconds as well.
+    """
+    end = time.perf_counter() + (SETTLE_S if seconds is None else seconds)
+    while time.perf_counter() < end:
+        pass
+
+
 def _time(fn, inner):
+    settle()
     t0 = time.perf_counter()
     for _ in range(inner):
         fn()
     return (time.perf_counter() - t0) / inner
 
 
+def alternate(fns, repeat=7, min_time=0.02):
+    """Time callables side by side: warm each up, then ``repeat`` rounds that
+    time every one of ``fns`` in turn, each in a batch of calls (after
+    ``settle``).  The batch holds enough calls for the slower of the first two
+    to take ``min_time``, above timer noise.  Returns a list of per-call times
+    (seconds) per callable, and the batch size."""
+    for fn in fns:  # warm-up: compilation, page cache
+        fn()
+    t_one = max(max(_time(fn, 1) for fn in fns[:2]), 1e-7)
+    inner = max(1, math.ceil(min_time / t_one))
+    times = [[] for _ in fns]
+    for _ in range(repeat):
+        for fn, fn_times in zip(fns, times):
+            fn_times.append(_time(fn, inner))
+    return times, inner
+
+
+def side_by_side(reference, candidate, repeat=7, min_time=0.02):
+    """Median over ``repeat`` rounds of reference time / candidate time (``alternate``)."""
+    (ref_t, new_t), _ = alternate([reference, candidate], repeat, min_time)
+    return float(np.median([r / c for r, c in zip(ref_t, new_t)]))
+
+
 def run_case(case, repeat=7, min_time=0.02):
     """Time one case; return a dict of medians (seconds) and ratios."""
     reference, candidate, fill = case.setup()  # fill is None where no write limit applies
-    for fn in (reference, candidate, fill):  # warm-up: compilation, page cache
-        fn and fn()
-    t_one = max(_time(reference, 1), _time(candidate, 1), 1e-7)
-    inner = max(1, math.ceil(min_time / t_one))  # batch tiny calls above timer noise
-    ref_t, new_t, fill_t, ratios, fills = [], [], [], [], []
-    for _ in range(repeat):
-        r, c = _time(reference, inner), _time(candidate, inner)
-        ref_t.append(r), new_t.append(c), ratios.append(r / c)
-        if fill:
-            fill_t.append(_time(fill, inner)), fills.append(fill_t[-1] / c)
+    (ref_t, new_t, *fill_t), inner = alternate([f for f in (reference, candidate, fill) if f],
+                                               repeat, min_time)
+    fill_t = fill_t[0] if fill_t else []
     median = lambda xs: float(np.median(xs)) if xs else None  # noqa: E731
     return {
         "family": case.family, "case": case.name, "reference": case.reference,
         "params": case.params, "repeat": repeat, "inner": inner,
         "reference_s": median(ref_t), "kronjit_s": median(new_t), "fill_s": median(fill_t),
-        "speedup": median(ratios), "fill_fraction": median(fills),
+        "speedup": median([r / c for r, c in zip(ref_t, new_t)]),
+        "fill_fraction": median([f / c for f, c in zip(fill_t, new_t)]),
         **_memory(candidate),
     }
 
@@ -550,32 +636,41 @@ def run(args):
 def plot(results, path, title=""):
     """Speedup over the reference against output size, one panel per family.
 
-    The dashed line is 1x; open markers are the speedup a call writing its
-    output at ``fill`` bandwidth would have (reference time / fill time), the
-    limit for constructors.
+    The dashed line is 1x; an open marker is the speedup a call running at
+    the case's limit would have (reference time / limit time: a write pass
+    for constructors, one memory pass or a same-flop GEMM for the
+    vec-trick), joined by a dotted line to kronjit's speedup.
     """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     families = list(dict.fromkeys(r["family"] for r in results))
-    fig, axes = plt.subplots(1, len(families), figsize=(6 * len(families), 4.8), squeeze=False)
-    for ax, family in zip(axes[0], families):
+    ncols = min(3, len(families))
+    nrows = math.ceil(len(families) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(6.4 * ncols, 5.2 * nrows), squeeze=False)
+    for ax in axes.flat[len(families):]:
+        ax.set_visible(False)
+    for ax, family in zip(axes.flat, families):
         rows = [r for r in results if r["family"] == family]
         size = [max(r["result_bytes"], 1) for r in rows]
-        ax.scatter(size, [r["speedup"] for r in rows], color="C0", label="kronjit speedup")
-        limited = [(s, r["reference_s"] / r["fill_s"]) for s, r in zip(size, rows) if r["fill_s"]]
+        ax.scatter(size, [r["speedup"] for r in rows], color="C0", zorder=3,
+                   label="kronjit speedup")
+        limited = [(s, r["speedup"], r["reference_s"] / r["fill_s"])
+                   for s, r in zip(size, rows) if r["fill_s"]]
         if limited:
-            ax.scatter(*zip(*limited), facecolors="none", edgecolors="C1",
-                       label="at fill bandwidth")
+            ax.scatter([s for s, _, _ in limited], [lim for _, _, lim in limited],
+                       facecolors="none", edgecolors="C1", zorder=3, label="at the limit")
+            for s, got, lim in limited:
+                ax.plot([s, s], [got, lim], color="C1", linestyle=":", linewidth=1)
         for s, r in zip(size, rows):
-            ax.annotate(r["case"], (s, r["speedup"]), fontsize=6, xytext=(3, 3),
+            ax.annotate(r["case"], (s, r["speedup"]), fontsize=7, xytext=(4, -3),
                         textcoords="offset points")
         ax.axhline(1.0, color="gray", linestyle="--", linewidth=1, label="1x (reference)")
         ax.set(xscale="log", yscale="log", title=family, xlabel="output size (bytes)",
                ylabel="speedup over reference (x)")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7, loc="best")
+        ax.legend(fontsize=8, loc="best")
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, dpi=110)
     plt.close(fig)

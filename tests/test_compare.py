@@ -1,0 +1,81 @@
+"""The comparison study's measuring tools: bandwidth limits and side-by-side timing."""
+import time
+
+import numpy as np
+import pytest
+
+from kronjit import compare
+
+# 300 KiB and up take the parallel build; odd byte counts leave a ragged tail
+SIZES = [0, 1, 7, 4099, 300_001]
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("dtype", ["int8", "float32", "complex128", "bool"])
+def test_write_pass_writes_every_byte(size, dtype):
+    buf = np.zeros(size, dtype)
+    assert compare.write_pass(buf) is buf
+    assert (buf.view(np.uint8) == 1).all()
+
+
+def test_fresh_write_pass_allocates_and_writes():
+    out = compare.fresh_write_pass((301, 257), np.float64)
+    assert out.shape == (301, 257) and out.dtype == np.float64
+    assert (out.view(np.uint8) == 1).all()
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("layout", ["C", "F", "strided"])
+def test_copy_pass_is_a_contiguous_copy(size, layout):
+    rng = np.random.default_rng(size)
+    x = rng.standard_normal((size, 3)) + 1j * rng.standard_normal((size, 3))
+    x = {"C": x, "F": np.asfortranarray(x), "strided": x[::-1, ::2]}[layout]
+    got = compare.copy_pass(x)
+    assert got.dtype == x.dtype and got.flags.c_contiguous
+    assert np.array_equal(got, x) and not np.shares_memory(got, x)
+
+
+def test_settle_busy_waits_at_least_its_time():
+    t0 = time.perf_counter()
+    compare.settle(0.03)
+    assert time.perf_counter() - t0 >= 0.03
+
+
+def test_alternate_warms_up_then_times_in_turn(monkeypatch):
+    monkeypatch.setattr(compare, "SETTLE_S", 0.0)
+    log = []
+    fns = [lambda name=name: log.append(name) for name in "abc"]
+    times, inner = compare.alternate(fns, repeat=3, min_time=0.0)
+    assert inner == 1
+    # warm-up of each, one probe call of the first two, then rounds in turn
+    assert "".join(log) == "abc" + "ab" + "abc" * 3
+    assert [len(t) for t in times] == [3, 3, 3]
+    assert all(t > 0 for ts in times for t in ts)
+
+
+def test_alternate_batches_fast_calls():
+    calls = []
+    times, inner = compare.alternate([lambda: calls.append(1), lambda: None], repeat=2,
+                                     min_time=0.005)
+    assert inner > 10  # a list append takes well under 0.5 ms
+    assert len(calls) == 1 + 1 + 2 * inner
+
+
+def test_run_case_reports_fill_only_where_there_is_a_limit(monkeypatch):
+    monkeypatch.setattr(compare, "SETTLE_S", 0.0)
+    x = np.ones(1000)
+    with_fill = compare.Case("t", "with", "ref", lambda: (x.copy, x.copy, x.copy))
+    without = compare.Case("t", "without", "ref", lambda: (x.copy, x.copy, None))
+    row = compare.run_case(with_fill, repeat=3)
+    assert row["fill_s"] > 0 and row["fill_fraction"] > 0 and row["speedup"] > 0
+    row = compare.run_case(without, repeat=3)
+    assert row["fill_s"] is None and row["fill_fraction"] is None and row["speedup"] > 0
+
+
+def test_side_by_side_is_a_ratio_of_times(monkeypatch):
+    monkeypatch.setattr(compare, "SETTLE_S", 0.0)
+
+    def slow():
+        time.sleep(0.004)
+    ratio = compare.side_by_side(slow, lambda: None, repeat=3, min_time=0.004)
+    assert ratio > 10  # sleeping 4 ms against doing nothing
