@@ -16,7 +16,7 @@ from numba.extending import intrinsic, overload
 
 from ._validation import KERNEL_DTYPES
 
-__all__ = ["mul", "complex_mul_mode", "EXACT_DTYPES"]
+__all__ = ["mul", "muladd", "complex_mul_mode", "EXACT_DTYPES"]
 
 FUSED, PLAIN, UNKNOWN = 1, 0, -1
 
@@ -50,6 +50,29 @@ def _mul_impl(x, y, fused):
 
     def impl(x, y, fused):
         return x * y
+    return impl
+
+
+def muladd(a, x, acc):  # pragma: no cover - replaced by the overload in jitted code
+    """``a * x + acc`` with one rounding (a fused multiply-add) for real floats.
+
+    For sums of products (the vec-trick), where no numpy result is to be met
+    bit for bit: an explicit FMA rounds the same way in vector and scalar
+    code, unlike leaving contraction to the compiler (``fastmath`` stays off).
+    Complex and integer operands use ``a * x + acc``.
+    """
+    raise NotImplementedError
+
+
+@overload(muladd, inline="always")
+def _muladd_impl(a, x, acc):
+    if isinstance(a, types.Float) and a == x == acc:
+        def impl(a, x, acc):
+            return _fma(a, x, acc)
+        return impl
+
+    def impl(a, x, acc):
+        return a * x + acc
     return impl
 
 

@@ -218,8 +218,50 @@ def test_long_lanes_from_post(extra):
     factors = [rand(rng, (3, 4), "float64"), rand(rng, (5, 3), "float64")]
     x = rand(rng, (12, k), "float64")
     (step,) = vectrick._Prepared(factors).program(np.dtype(np.float64), k).steps
-    assert step.args[2] > vectrick.LANE
+    assert step.args[3] > vectrick.LANE  # (pre, post, by_post, lane, ...)
     assert_matvec_close(kronjit.kron_matvec(factors, x), factors, x)
+
+
+def step_kinds(factors, k=1):
+    prep = vectrick._Prepared(factors)
+    return [s.kind for s in prep.program(prep.dtype, k).steps]
+
+
+def test_mid_size_factors_are_fused_only_on_big_tensors():
+    rng = np.random.default_rng(31)
+    mid = [rand(rng, (24, 20), "float64"), rand(rng, (17, 32), "float64")]
+    assert step_kinds(mid) == ["dense", "dense"]  # 640 entries: BLAS
+    big_k = -(-vectrick.MID_FUSE_MIN_BYTES // (20 * 32 * 8))
+    assert step_kinds(mid, big_k) == ["small"]
+    assert step_kinds([rand(rng, (33, 4), "float64")] * 2, big_k) == ["dense", "dense"]
+
+
+@pytest.mark.parametrize("k", [None, 3])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_mid_size_factors_fused(monkeypatch, dtype, k):
+    monkeypatch.setattr(vectrick, "MID_FUSE_MIN_BYTES", 0)
+    rng = np.random.default_rng(32)
+    shapes = [(20, 18), (3, 2), (17, 32)]  # two fused groups, a dense check of 1020 x 1152
+    factors = [rand(rng, s, dtype) for s in shapes]
+    assert set(step_kinds(factors, k or 1)) == {"small"}
+    n = math.prod(s[1] for s in shapes)
+    x = rand(rng, (n,) if k is None else (n, k), dtype)
+    assert_matvec_close(kronjit.kron_matvec(factors, x), factors, x)
+
+
+@pytest.mark.parametrize("post", [1, 64])  # tiles through pre (transposed) or post
+@pytest.mark.parametrize("n", [3, 4, 7, 9])
+def test_fused_rows_round_alike(post, n):
+    """Rows 0-3 go through the four-row kernel, row 4 through the one-row one:
+    with equal factor rows they must give bit-identical results."""
+    rng = np.random.default_rng(n)
+    f = rng.standard_normal((5, n))
+    f[4] = f[0]
+    g = rng.standard_normal((3, 3))
+    x = rng.standard_normal(3 * n * post)
+    y = kronjit.kron_matvec([g, f, np.eye(post)], x).reshape(3, 5, post)
+    assert np.array_equal(y[:, 4], y[:, 0])
+    assert not np.array_equal(y[:, 1], y[:, 0])
 
 
 @pytest.mark.parametrize("layout", ["fortran", "strided", "negative", "readonly", "list"])
