@@ -190,24 +190,40 @@ def test_factor_order_shrinks_first():
     grow = vectrick._Factor("dense", 50, 5, None)
     shrink = vectrick._Factor("dense", 2, 40, None)
     square = vectrick._Factor("dense", 30, 30, None)
-    steps = vectrick._plan([grow, square, shrink], 8, True)
+    steps = vectrick._plan([grow, square, shrink], 8, True, 1 << 30)
     assert [s.factors[0] for s in steps] == [shrink, square, grow]
 
 
-def test_small_factors_are_grouped_into_few_passes():
+@pytest.mark.parametrize("big", [False, True])
+def test_small_factors_are_grouped_into_few_passes(big):
+    """Groups are as large as the tile allows: TILE_BYTES / (LANE * itemsize) rows
+    on small tensors, TILE_BYTES / (GROUP_LANE * itemsize) on big ones; they are
+    formed from the last axis back, so that the last group is a full one."""
     small = [vectrick._Factor("small", 4, 4, None) for _ in range(10)]
-    steps = vectrick._plan(small, 8, True)
-    p_cap = vectrick.TILE_BYTES // (vectrick.LANE * 8)
-    assert len(steps) == math.ceil(10 / math.floor(math.log(p_cap, 4)))
-    assert sorted(a for s in steps for a in s.axes) == list(range(10))
+    tensor_bytes = vectrick.GROUP_LANE_MIN_BYTES if big else vectrick.GROUP_LANE_MIN_BYTES - 1
+    steps = vectrick._plan(small, 8, True, tensor_bytes)
+    per_group = math.floor(math.log(vectrick.TILE_BYTES // ((vectrick.GROUP_LANE if big else
+                                                             vectrick.LANE) * 8), 4))
+    assert per_group >= 2
+    assert [len(s.axes) for s in steps][1:] == [per_group] * (len(steps) - 1)
+    assert len(steps) == math.ceil(10 / per_group)
+    assert [a for s in steps for a in s.axes] == list(range(10))
 
 
-def test_trailing_identities_do_not_join_a_group():
-    # the k axis at the end would only shorten the post run the kernel vectorises over
+def test_two_mid_size_factors_share_a_pass():
+    mid = [vectrick._Factor("small", 32, 32, None) for _ in range(4)]
+    eye = vectrick._Factor("identity", 16, 16, None)
+    steps = vectrick._plan(mid + [eye], 8, True, 1 << 30)
+    assert [s.axes for s in steps] == [[0, 1], [2, 3]]
+
+
+def test_identities_at_the_ends_do_not_join_a_group():
+    # an identity at either end (the k axis) would only shorten the post run the kernel vectorises over
     f = vectrick._Factor("small", 4, 4, None)
     eye = vectrick._Factor("identity", 32, 32, None)
-    (step,) = vectrick._plan([f, eye], 8, True)
-    assert step.axes == [0]
+    for factors in ([f, eye], [eye, f], [eye, f, eye]):
+        (step,) = vectrick._plan(factors, 8, True, 1 << 30)
+        assert step.factors == [f]
 
 
 @pytest.mark.parametrize("extra", [0, 37])
@@ -219,6 +235,26 @@ def test_long_lanes_from_post(extra):
     x = rand(rng, (12, k), "float64")
     (step,) = vectrick._Prepared(factors).program(np.dtype(np.float64), k).steps
     assert step.args[3] > vectrick.LANE  # (pre, post, by_post, lane, ...)
+    assert_matvec_close(kronjit.kron_matvec(factors, x), factors, x)
+
+
+@pytest.mark.parametrize("gather_lane", [8, 128])
+@pytest.mark.parametrize("post", [1, 2, 5, 16, 31])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_short_post_gathered_from_pre(monkeypatch, dtype, post, gather_lane):
+    """A group whose post is too short to vectorise gathers whole post runs of
+    several positions of pre into its tiles: 37 positions (not a multiple of the
+    eight moved together) of pre, one or several tiles, results unchanged."""
+    monkeypatch.setattr(vectrick, "GATHER_LANE", gather_lane)
+    rng = np.random.default_rng(post)
+    # (the 37 x 39 factor shrinks the tensor, so BLAS applies it first)
+    factors = [rand(rng, (37, 39), dtype), rand(rng, (3, 4), dtype), rand(rng, (5, 2), dtype)]
+    if post > 1:
+        factors.append(np.eye(post, dtype=dtype))
+    x = rand(rng, (39 * 8 * post,), dtype)
+    prep = vectrick._Prepared(factors)
+    small = [s for s in prep.program(np.dtype(dtype), 1).steps if s.kind == "small"]
+    assert [(s.axes, s.args[:3]) for s in small] == [([1, 2], (37, post, False))]
     assert_matvec_close(kronjit.kron_matvec(factors, x), factors, x)
 
 
