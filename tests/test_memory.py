@@ -1,7 +1,7 @@
 """Working memory of every kernel, measured with tracemalloc on representative sizes.
 
 tracemalloc sees what numpy allocates (results, work buffers, casts); the
-jitted kernels' own tile scratch (a few hundred KiB per thread) is not
+jitted kernels' own tile scratch (up to 1 MiB per thread) is not
 numpy's and is covered by the slack.  Each bound is the one the function's
 documentation gives.
 """
