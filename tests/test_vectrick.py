@@ -40,6 +40,7 @@ SHAPES = {
     "gemm_first": [(20, 18), (3, 4)],
     "gemm_last": [(3, 4), (19, 17)],
     "gemm_middle": [(2, 3), (18, 17), (3, 2)],
+    "gemm_all": [(17, 21), (19, 20), (18, 17)],  # in axis order: rotated GEMMs for k = 1
     "mixed": [(5, 4), (17, 20), (2, 3), (4, 4)],
     "one": [(6, 7)],
     "wide": [(1, 6), (7, 1), (2, 5)],
@@ -256,6 +257,23 @@ def test_short_post_gathered_from_pre(monkeypatch, dtype, post, gather_lane):
     small = [s for s in prep.program(np.dtype(dtype), 1).steps if s.kind == "small"]
     assert [(s.axes, s.args[:3]) for s in small] == [([1, 2], (37, post, False))]
     assert_matvec_close(kronjit.kron_matvec(factors, x), factors, x)
+
+
+@pytest.mark.parametrize("dtype", DTYPES + ["int64"])
+def test_all_large_factors_rotate_through_plain_gemms(dtype):
+    """Three or more large factors that go in axis order are each one GEMM on the
+    leading axis with the output axis moved last; any other order or k > 1 keeps
+    the batched GEMM in the middle."""
+    rng = np.random.default_rng(33)
+    factors = [rand(rng, s, dtype) for s in SHAPES["gemm_all"]]
+    assert step_kinds(factors) == ["rotate"] * 3
+    assert step_kinds(factors, 2) == ["dense"] * 3
+    assert step_kinds(factors[::-1]) == ["dense"] * 3  # keys out of axis order
+    assert step_kinds(factors[:2]) == ["dense"] * 2
+    x = rand(rng, (21 * 20 * 17,), dtype)
+    assert_matvec_close(kronjit.kron_matvec(factors, x), factors, x)
+    y = rand(rng, (17 * 19 * 18,), dtype)
+    assert_matvec_close(kronjit.kron_matvec(factors, y, trans="C"), factors, y, trans="C")
 
 
 def step_kinds(factors, k=1):
