@@ -332,6 +332,7 @@ def _small_group(x, y, pre, post, by_post, lane, fdata, foff, fm, fn, order, til
         p = 0
         q0 = 0
         p0 = 0
+        lanes = 0
         for tile in range(t0, t1):
             for g in range(ng):
                 cur[g] = fn[g]
@@ -374,7 +375,7 @@ def _small_group(x, y, pre, post, by_post, lane, fdata, foff, fm, fn, order, til
                 srs = drs
                 side = 1 - side
             if not by_post:
-                _move_tile(y, p0 * p_out * post, p_out, post, src, w // post, False)
+                _move_tile(y, p0 * p_out * post, p_out, post, src, lanes, False)
 
 
 @kernel
@@ -610,22 +611,22 @@ def _bind(step, sizes, work):
             cur[g] = fm[g]
             biggest = max(biggest, math.prod(cur))
         # (decided here, not in the kernel, which would freeze LANE when compiled)
+        # tile elements: lanes of post, or whole post runs of pre positions (no more
+        # than there are; an empty tensor never runs a step, post == 0 sizes nothing)
         by_post = post >= LANE
         if by_post:
             lane = LANE
             while (lane < LANE_MAX and 2 * lane * biggest * work.itemsize <= TILE_BYTES
                    and pre * -(-post // (2 * lane)) >= MIN_TILES_PER_THREAD * max_threads()):
                 lane *= 2
-        else:
-            lane = GATHER_LANE
-            while (lane > LANE and biggest * post * min(-(-lane // max(post, 1)), pre)
-                   * work.itemsize > TILE_BYTES):
-                lane //= 2
-        # lanes per tile: positions of post, or whole rows of pre (no more than there are)
-        if by_post:
             tile = biggest * min(lane, post)
-        else:  # (an empty tensor never runs a step; post == 0 only sizes nothing)
-            tile = biggest * post * min(-(-lane // max(post, 1)), pre)
+        else:
+            def gathered(lane):
+                return biggest * post * min(-(-lane // max(post, 1)), pre)
+            lane = GATHER_LANE
+            while lane > LANE and gathered(lane) * work.itemsize > TILE_BYTES:
+                lane //= 2
+            tile = gathered(lane)
         return (pre, post, by_post, lane, fdata, foff, fm, fn, order, tile)
     (f,) = step.factors
     if step.kind == "sparse":
