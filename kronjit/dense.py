@@ -18,7 +18,7 @@ from numba import njit, prange
 
 from ._arith import EXACT_DTYPES, complex_mul_mode, mul
 from ._runtime import kernel
-from ._validation import into_out, output_array
+from ._validation import check_out, ensure_arrays_allocatable, into_out, output_array
 
 __all__ = ["kron"]
 
@@ -228,15 +228,30 @@ def kron(a, b, *more, out=None):
     # first step whose dtype is already final.  Earlier steps run first.
     first_final = next(j for j in range(1, len(chain)) if chain[j] == dtype)
     if first_final > 1:
+        # size the result and the head before computing the head
+        head_shape = _padded_shapes([x.shape for x in arrays[:first_final]])[1]
+        out_shape = _padded_shapes([head_shape] + [x.shape for x in arrays[first_final:]])[1]
+        if out is not None:
+            check_out(out, out_shape, dtype, arrays)
+        else:
+            ensure_arrays_allocatable({"result": (math.prod(out_shape), dtype),
+                                       "intermediate product": (math.prod(head_shape),
+                                                                chain[first_final - 1])},
+                                      f"kron output of shape {out_shape}")
         head = kron(*arrays[:first_final])
         arrays = [head] + arrays[first_final:]
     return _kron_uniform(arrays, dtype, out)
 
 
+def _padded_shapes(shapes):
+    """Factor shapes padded with leading 1s to a common ndim, and the product's shape."""
+    nd = max(len(s) for s in shapes)
+    shapes = tuple((1,) * (nd - len(s)) + tuple(s) for s in shapes)
+    return shapes, tuple(math.prod(s[t] for s in shapes) for t in range(nd))
+
+
 def _kron_uniform(arrays, dtype, out):
-    nd = max(x.ndim for x in arrays)
-    shapes = tuple((1,) * (nd - x.ndim) + x.shape for x in arrays)
-    out_shape, plan = _plan(shapes)
+    out_shape, plan = _plan(_padded_shapes([x.shape for x in arrays])[0])
     result = output_array(out_shape, dtype, out, arrays, "kron output")
     nbytes = result.nbytes
     if nbytes == 0:

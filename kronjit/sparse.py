@@ -23,7 +23,7 @@ from numba import njit, prange
 
 from ._arith import EXACT_DTYPES, complex_mul_mode, mul
 from ._runtime import kernel, serial_kernel
-from ._validation import ensure_arrays_allocatable
+from ._validation import check_sparse, ensure_arrays_allocatable
 
 __all__ = ["kron", "kronsum", "index_dtype"]
 
@@ -323,7 +323,11 @@ def _check_format(format):
 
 
 def _entries(x, coo_container, name):
-    """``x`` as scipy sees it inside kron: its stored entries, in a CSR/CSC/COO object."""
+    """``x`` as scipy sees it inside kron: its stored entries, in a CSR/CSC/COO object.
+
+    (The public functions have checked sparse factors' index arrays before:
+    scipy's compiled conversions trust them.)
+    """
     if sp.issparse(x) and x.format in ("csr", "csc", "coo"):
         return x
     return _converted(coo_container, x, name)
@@ -442,6 +446,24 @@ def _kron_bsr(A, b, format, containers, names):
     return containers["bsr"]((data, a.indices, a.indptr), shape=shape)
 
 
+def _check_kron_size(a, b, shape, dtype, wide, format):
+    """MemoryError, before any conversion, unless the result's arrays (scipy's
+    nnz(A) nnz(B) entries) and the factors' int64 index copies fit in memory."""
+    nnz = a.nnz * b.nnz
+    idx = index_dtype(max(nnz, *shape), wide)
+    compressed = format in _FROM_CSR or format == "csc"
+    major = 1 if format == "csc" else 0
+    arrays = {"data": (nnz, dtype), "indices": (nnz, idx)}
+    if compressed:
+        arrays["indptr"] = (shape[major] + 1, idx)
+    else:
+        arrays["row"] = (nnz, idx)
+    arrays["factor index copies"] = (2 * (a.nnz + b.nnz + a.shape[major] + b.shape[major] + 2),
+                                     np.int64)
+    ensure_arrays_allocatable(arrays, "sparse.kron " + ("CSC" if major else "CSR" if compressed
+                                                        else "COO") + " output")
+
+
 def _kron_pair(A, B, format, names):
     """``scipy.sparse.kron(A, B, format)``, with scipy's decisions in scipy's order."""
     sparse_array = isinstance(A, sp.sparray) or isinstance(B, sp.sparray)
@@ -462,6 +484,7 @@ def _kron_pair(A, B, format, names):
     if dtype not in EXACT_DTYPES:
         return sp.kron(A, B, format=format)
     wide = _wide(a, sparse_array) or _wide(b, sparse_array)
+    _check_kron_size(a, b, shape, dtype, wide, format)
     if format in _FROM_CSR or format == "csc":
         built = _kron_compressed(a, b, "csc" if format == "csc" else "csr", shape, dtype,
                                  wide, containers, names)
@@ -537,7 +560,8 @@ def kron(A, B, *more, format=None):
     (4, 4)
     """
     _check_format(format)
-    factors = (A, B) + more
+    factors = [check_sparse(f, "A" if i == 0 else "B" if i == 1 else f"factor {i}")
+               if sp.issparse(f) else f for i, f in enumerate((A, B) + more)]
     result = factors[0]
     for i, factor in enumerate(factors[1:], start=1):
         step_format = format if i == len(factors) - 1 else None
@@ -631,6 +655,7 @@ def kronsum(A, B, format=None):
     array([ 0., -1.,  0., -1.,  4., -1.,  0., -1.,  0.])
     """
     _check_format(format)
+    A, B = (check_sparse(x, name) if sp.issparse(x) else x for x, name in ((A, "A"), (B, "B")))
     sparse_array = isinstance(A, sp.sparray) or isinstance(B, sp.sparray)
     containers = _CONTAINERS[sparse_array]
     a = _entries(A, containers["coo"], "A")
@@ -651,6 +676,10 @@ def kronsum(A, B, format=None):
     dtype = np.result_type(np.float64 if left_empty else term_dtype,
                            np.float64 if right_empty else term_dtype)
     orient = "csc" if format == "csc" else "csr"
+    # the row counts and the factors' int64 copies, before converting anything
+    ensure_arrays_allocatable({"indptr": (m * n + 1, np.int64),
+                               "factor copies": (2 * (a.nnz + b.nnz + m + n + 2), np.int64)},
+                              "sparse.kronsum row counts")
     arrays_a = _canonical_arrays(a, orient, "A")
     arrays_b = _canonical_arrays(b, orient, "B")
     if arrays_a is None or arrays_b is None:

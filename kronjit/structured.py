@@ -15,7 +15,7 @@ import scipy.linalg
 from numba import prange
 
 from ._runtime import get_num_threads, kernel
-from ._validation import into_out, output_array
+from ._validation import as_ndarray, into_out, output_array
 
 __all__ = ["block_toeplitz", "block_hankel", "block_circulant", "block_diag",
            "block_toeplitz_matvec"]
@@ -95,16 +95,9 @@ def gather_blocks(stack, idx):
     return stack[idx].transpose(0, 2, 1, 3).reshape(m * p, n * q)
 
 
-def _as_array(x, name):
-    try:
-        return np.asarray(x)
-    except ValueError as exc:  # ragged nested sequences
-        raise ValueError(f"{name} must be an array of equally shaped blocks: {exc}") from exc
-
-
 def _blocks(x, name):
     """``x`` as an (m, p, q) stack of blocks; 1-D and scalar inputs are 1x1 blocks."""
-    arr = _as_array(x, name)
+    arr = as_ndarray(x, name, "an array of equally shaped blocks")
     if arr.ndim <= 1:
         return arr.reshape(-1, 1, 1)
     if arr.ndim == 3:
@@ -122,7 +115,7 @@ def _check_block_shape(blocks, expected, name):
                          "like c's")
 
 
-def _toeplitz_blocks(c, r):
+def toeplitz_blocks(c, r):
     """(c, r) as block stacks, with r=None the block Hermitian ``r[k] = c[k].conj().T``."""
     cb = _blocks(c, "c")
     if r is None:
@@ -233,7 +226,7 @@ def block_toeplitz(c, r=None, *, out=None):
            [2., 2., 1., 0.],
            [2., 2., 0., 1.]])
     """
-    cb, rb = _toeplitz_blocks(c, r)
+    cb, rb = toeplitz_blocks(c, r)
     m, n = cb.shape[0], rb.shape[0]
     # stack = c reversed, then r[1:]; block (i, j) = stack[m - 1 - i + j]
     return _strided_blocks(((cb, m - 1, -1), (rb, 1, 1)), m, n, m - 1, -1, out, (c, r),
@@ -341,7 +334,8 @@ def block_diag(*arrs, out=None):
     """
     if arrs == ():
         arrs = ([],)
-    arrays = [np.atleast_2d(_as_array(a, f"block {i}")) for i, a in enumerate(arrs)]
+    arrays = [np.atleast_2d(as_ndarray(a, f"block {i}", "an array of equally shaped blocks"))
+              for i, a in enumerate(arrs)]
     if any(a.ndim > 2 for a in arrays):
         return into_out(scipy.linalg.block_diag(*arrays), out, arrays)
     dtype = np.result_type(*arrays)
@@ -401,8 +395,8 @@ def block_toeplitz_matvec(c, r, x):
     >>> kronjit.block_toeplitz(c, r) @ x
     array([-3.,  1.,  1.])
     """
-    cb, rb = _toeplitz_blocks(c, r)
-    x = _as_array(x, "x")
+    cb, rb = toeplitz_blocks(c, r)
+    x = as_ndarray(x, "x")
     (m, p, q), n = cb.shape, rb.shape[0]
     if x.ndim not in (1, 2) or x.shape[0] != n * q:
         raise ValueError(f"x must have shape ({n * q},) or ({n * q}, k) for a block Toeplitz "

@@ -40,7 +40,7 @@ from numba import njit, prange
 
 from ._arith import muladd
 from ._runtime import kernel, max_threads
-from ._validation import check_out, ensure_arrays_allocatable
+from ._validation import as_ndarray, check_out, check_sparse, ensure_arrays_allocatable
 
 __all__ = ["kron_matvec"]
 
@@ -562,7 +562,7 @@ class _Prepared:
         self.ms = [f.shape[0] for f in mats]
         self.ns = [f.shape[1] for f in mats]
         self.dtype = np.result_type(*[f.dtype for f in mats])
-        self.arrays = [f for f in mats if isinstance(f, np.ndarray)]
+        self.arrays = list(mats)  # for out='s overlap check: dense and sparse buffers
         self.factors = []
         for f in mats:
             m, n = f.shape
@@ -709,19 +709,15 @@ _TRANS = {"N": "N", "T": "T", "C": "C", "H": "C", 0: "N", 1: "T", 2: "C"}
 
 
 def check_factor(f, name):
-    """``f`` as a 2-D numeric ndarray or scipy sparse array; TypeError/ValueError naming ``name``."""
+    """``f`` as a 2-D numeric ndarray or a checked scipy sparse array; TypeError/ValueError
+    naming ``name``."""
     if sp.issparse(f):
         if f.ndim != 2:
             raise ValueError(f"{name} must be 2-D, got a {f.ndim}-D sparse array")
         if f.dtype.kind not in "biufc":
             raise TypeError(f"{name} has dtype {f.dtype}; expected a numeric dtype")
-        return f
-    if not isinstance(f, np.ndarray):
-        try:
-            f = np.asarray(f)
-        except Exception as exc:
-            raise TypeError(f"{name} must be a 2-D array or a scipy sparse matrix, "
-                            f"got {type(f).__name__}") from exc
+        return check_sparse(f, name)
+    f = as_ndarray(f, name)
     if f.ndim != 2:
         raise ValueError(f"{name} must be 2-D, got shape {f.shape}")
     if f.dtype.kind not in "biufc":
@@ -749,11 +745,7 @@ def check_vectors(x, name):
     if sp.issparse(x):
         raise TypeError(f"{name} must be a dense array; got a scipy sparse matrix "
                         f"(use {name}.toarray(), or a KronProduct operator)")
-    if not isinstance(x, np.ndarray):
-        try:
-            x = np.asarray(x)
-        except Exception as exc:
-            raise TypeError(f"{name} must be array_like, got {type(x).__name__}") from exc
+    x = as_ndarray(x, name)
     if x.dtype.kind not in "biufc":
         raise TypeError(f"{name} has dtype {x.dtype}; expected a numeric dtype")
     if x.ndim not in (1, 2):
@@ -852,19 +844,20 @@ def apply_prepared(prep, x, out=None, *, trans="N"):
     dtype = np.result_type(prep.dtype, x.dtype)
     out_shape = (math.prod(prep.ms),) + x.shape[1:]
     if out is not None:
-        check_out(out, out_shape, dtype, [x_in] + prep.arrays)
+        check_out(out, out_shape, dtype,
+                  {"x": x_in, **{f"factors[{i}]": f for i, f in enumerate(prep.arrays)}})
     prog = prep.program(dtype, k)
     work = prog.work
-    flat_x = x.reshape(-1) if x.flags.c_contiguous else np.ascontiguousarray(x).reshape(-1)
     need = {}
     if out is None:
         need["result"] = (math.prod(out_shape), dtype)
     for slot, size in enumerate(prog.slot_sizes):
         if size:
             need[f"work buffer {slot + 1}"] = (size, work)
-    if flat_x.dtype != work:
-        need["x cast"] = (flat_x.size, work)
+    if x.dtype != work or not x.flags.c_contiguous:
+        need["x copy"] = (x.size, work)
     ensure_arrays_allocatable(need, "kron_matvec")
+    flat_x = x.reshape(-1) if x.flags.c_contiguous else np.ascontiguousarray(x).reshape(-1)
     result = np.empty(out_shape, dtype) if out is None else out
     if result.size == 0:
         return result
