@@ -28,11 +28,12 @@ import dask.array as da
 import numpy as np
 import scipy.sparse as sp
 from dask.base import tokenize
-from dask.highlevelgraph import HighLevelGraph
+from dask.layers import ArrayBlockIdDep
 
 from ._runtime import serial_in_this_thread
+from ._validation import as_ndarray
 from .dense import kron as _kron
-from .structured import _toeplitz_blocks, block_toeplitz as _block_toeplitz
+from .structured import block_toeplitz as _block_toeplitz, toeplitz_blocks
 from .vectrick import (check_factor_list, check_vectors, dense_factor,
                        kron_matvec as _kron_matvec)
 
@@ -41,13 +42,26 @@ __all__ = ["kron", "kron_matvec", "block_toeplitz"]
 
 # --- helpers ---------------------------------------------------------------------
 
-def _single_chunk(a, name):
-    """``a`` (numpy or dask) as a one-chunk dask array, and the key of that chunk."""
-    if not isinstance(a, da.Array):
-        a = da.from_array(np.asarray(a), chunks=-1, name=f"kronjit-{name}-" + tokenize(a))
-    else:
-        a = a.rechunk(-1)
-    return a, (a.name,) + (0,) * a.ndim
+def _shipped(arrays):
+    """numpy or dask arrays as one Delayed tuple of numpy arrays: a single task that every
+    chunk depends on, so each input reaches a worker once, and block indices alone
+    decide the chunks (the graph is never materialised chunk by chunk)."""
+    parts = [a.rechunk(-1).to_delayed().ravel()[0] if isinstance(a, da.Array)
+             else dask.delayed(np.asarray(a), pure=True) for a in arrays]
+    return dask.delayed(tuple, pure=True)(parts)
+
+
+def _lazy_array(func, chunks, dtype, *literals):
+    """A dask array whose chunk at block index ``(i, j)`` is ``func((i, j), *literals)``.
+
+    A Blockwise layer over the block indices: constructing it costs what
+    ``da.ones`` costs, whatever the number of chunks.
+    """
+    return da.blockwise(func, "ij", ArrayBlockIdDep(chunks), "ij",
+                        *[x for lit in literals for x in (lit, None)],
+                        align_arrays=False, concatenate=True, dtype=dtype,
+                        meta=np.empty((0, 0), dtype),
+                        name=f"kronjit-{func.__name__.strip('_')}-" + tokenize(chunks, *literals))
 
 
 def _target_chunk(chunks, itemsize, ndim=2):
@@ -67,31 +81,39 @@ def _target_chunk(chunks, itemsize, ndim=2):
     return shape
 
 
-def _axis_plan(sizes, target):
+class _AxisChunks:
     """Chunks of one axis of ``kron`` with factor sizes ``sizes`` along it.
 
-    A chunk fixes the index of factors ``0..L-1``, takes a run of ``k`` values
-    of factor ``L``'s and all of the later ones: the outermost ``L`` whose
-    later factors fit in ``target``.  Returns the chunk lengths and, per
-    chunk, each factor's ``(start, stop)``.
+    A chunk fixes the index of factors ``0..L-1``, takes a run of ``step``
+    values of factor ``L``'s and all of the later ones: the outermost ``L``
+    whose later factors fit in ``target``.  ``lengths`` are the chunk
+    lengths; ``span(c)`` gives chunk ``c``'s ``(start, stop)`` in every
+    factor, computed when the chunk is.
     """
-    d = len(sizes)
-    level = next((t for t in range(d) if math.prod(sizes[t + 1:]) <= target), d - 1)
-    inner = math.prod(sizes[level + 1:])
-    k = max(1, min(sizes[level], target // max(inner, 1)))
-    pieces = [(s, min(s + k, sizes[level])) for s in range(0, sizes[level], k)]
-    lengths, spans = [], []
-    for prefix in np.ndindex(*sizes[:level]):
-        for start, stop in pieces:
-            span = [(int(i), int(i) + 1) for i in prefix] + [(start, stop)]
-            span += [(0, n) for n in sizes[level + 1:]]
-            lengths.append((stop - start) * inner)
-            spans.append(np.array(span, dtype=np.int64))  # an array: opaque to dask's graph
-    return tuple(lengths), spans
+
+    def __init__(self, sizes, target):
+        d = len(sizes)
+        self.sizes = tuple(sizes)
+        self.level = next((t for t in range(d) if math.prod(sizes[t + 1:]) <= target), d - 1)
+        inner = math.prod(sizes[self.level + 1:])
+        n = sizes[self.level]
+        self.step = max(1, min(n, target // max(inner, 1)))
+        pieces = tuple((min(s + self.step, n) - s) * inner for s in range(0, n, self.step))
+        self.npieces = len(pieces)
+        self.lengths = pieces * math.prod(sizes[:self.level])
+
+    def span(self, c):
+        prefix, piece = divmod(c, self.npieces)
+        outer = np.unravel_index(prefix, self.sizes[:self.level]) if self.level else ()
+        start = piece * self.step
+        stop = min(start + self.step, self.sizes[self.level])
+        return ([(int(i), int(i) + 1) for i in outer] + [(start, stop)]
+                + [(0, n) for n in self.sizes[self.level + 1:]])
 
 
-def _kron_chunk(rows, cols, *factors):
-    subs = [f[r0:r1, c0:c1] for f, (r0, r1), (c0, c1) in zip(factors, rows, cols)]
+def _kron_chunk(block_id, factors, rows, cols):
+    subs = [f[r0:r1, c0:c1] for f, (r0, r1), (c0, c1)
+            in zip(factors, rows.span(block_id[0]), cols.span(block_id[1]))]
     with serial_in_this_thread():  # dask runs one task per core already
         return _kron(*subs) if len(subs) > 1 else np.array(subs[0], copy=True)
 
@@ -116,7 +138,8 @@ def kron(a, b, *more, chunks="auto"):
     dask.array.Array
         Shape ``(prod m_i, prod n_i)``, the dtype ``kronjit.kron`` gives; each
         chunk equals the corresponding block of ``kronjit.kron(a, b, *more)``
-        bit for bit.
+        bit for bit.  The graph is lazy: building it costs the same for ten
+        chunks or 10^8.
 
     Examples
     --------
@@ -129,7 +152,8 @@ def kron(a, b, *more, chunks="auto"):
     >>> bool(float(big.sum().compute()) == a.sum() * b.sum())
     True
     """
-    factors = tuple(f if isinstance(f, da.Array) else np.asarray(f) for f in (a, b) + more)
+    factors = tuple(f if isinstance(f, da.Array) else as_ndarray(f, f"factor {i}")
+                    for i, f in enumerate((a, b) + more))
     for i, f in enumerate(factors):
         if np.ndim(f) != 2:
             raise ValueError(f"factor {i} must be 2-D, got shape {np.shape(f)}")
@@ -138,22 +162,22 @@ def kron(a, b, *more, chunks="auto"):
                             f"{f.dtype}")
     # kronjit.kron's dtype rule (chained, so intermediate dtypes count), on 1x1 samples
     dtype = _kron(*[np.zeros((1, 1), f.dtype) for f in factors]).dtype
-    ms, ns = [f.shape[0] for f in factors], [f.shape[1] for f in factors]
     row_target, col_target = _target_chunk(chunks, dtype.itemsize)
-    row_lengths, row_spans = _axis_plan(ms, row_target)
-    col_lengths, col_spans = _axis_plan(ns, col_target)
-    arrays, keys = zip(*[_single_chunk(f, f"factor{i}") for i, f in enumerate(factors)])
-    name = "kronjit-kron-" + tokenize(*keys, chunks)
-    dsk = {(name, i, j): (_kron_chunk, rs, cs, *keys)
-           for i, rs in enumerate(row_spans) for j, cs in enumerate(col_spans)}
-    graph = HighLevelGraph.from_collections(name, dsk, dependencies=arrays)
-    return da.Array(graph, name, chunks=(row_lengths, col_lengths), dtype=dtype)
+    rows = _AxisChunks([f.shape[0] for f in factors], row_target)
+    cols = _AxisChunks([f.shape[1] for f in factors], col_target)
+    return _lazy_array(_kron_chunk, (rows.lengths, cols.lengths), dtype, _shipped(factors),
+                       rows, cols)
 
 
 # --- block Toeplitz -------------------------------------------------------------
 
-def _toeplitz_chunk(i0, i1, j0, j1, cb, rb):
-    """Block rows i0:i1 and block columns j0:j1 of the block Toeplitz matrix of (cb, rb)."""
+def _toeplitz_chunk(block_id, blocks, rows_per_chunk, cols_per_chunk, m, n):
+    """One chunk of the block Toeplitz matrix of ``blocks = (c, r)``: block rows
+    ``i0:i1`` and block columns ``j0:j1``, itself block Toeplitz."""
+    cb, rb = blocks
+    i0, j0 = block_id[0] * rows_per_chunk, block_id[1] * cols_per_chunk
+    i1, j1 = min(i0 + rows_per_chunk, m), min(j0 + cols_per_chunk, n)
+
     def block(i, j):
         return cb[i - j] if i >= j else rb[j - i]
     c_sub = np.stack([block(i, j0) for i in range(i0, i1)])
@@ -169,7 +193,7 @@ def block_toeplitz(c, r=None, chunks="auto"):
     ``(m, p, q)`` and ``(n, p, q)`` blocks, 1-D for 1x1 blocks, ``r=None``
     block Hermitian).  ``chunks``: "auto" or a target ``(rows, cols)``,
     rounded to whole blocks.  Each chunk is itself block Toeplitz and is
-    built by ``kronjit.block_toeplitz`` on a worker.
+    built by ``kronjit.block_toeplitz`` on a worker; the graph is lazy.
 
     Examples
     --------
@@ -180,22 +204,15 @@ def block_toeplitz(c, r=None, chunks="auto"):
     >>> bool(np.array_equal(t.compute(), scipy.linalg.toeplitz(c, r)))
     True
     """
-    cb, rb = _toeplitz_blocks(c, r)
+    cb, rb = toeplitz_blocks(c, r)
     m, p, q = cb.shape
     n = rb.shape[0]
     dtype = np.result_type(cb, rb)
     row_target, col_target = _target_chunk(chunks, dtype.itemsize)
     kr, kc = max(1, row_target // max(p, 1)), max(1, col_target // max(q, 1))
-    row_cuts = [(s, min(s + kr, m)) for s in range(0, m, kr)]
-    col_cuts = [(s, min(s + kc, n)) for s in range(0, n, kc)]
-    (ca, ckey), (ra, rkey) = _single_chunk(cb, "c"), _single_chunk(rb, "r")
-    name = "kronjit-block-toeplitz-" + tokenize(ckey, rkey, chunks)
-    dsk = {(name, bi, bj): (_toeplitz_chunk, i0, i1, j0, j1, ckey, rkey)
-           for bi, (i0, i1) in enumerate(row_cuts) for bj, (j0, j1) in enumerate(col_cuts)}
-    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[ca, ra])
-    return da.Array(graph, name, dtype=dtype,
-                    chunks=(tuple((i1 - i0) * p for i0, i1 in row_cuts),
-                            tuple((j1 - j0) * q for j0, j1 in col_cuts)))
+    lengths = [tuple((min(s + k, total) - s) * size for s in range(0, total, k))
+               for k, total, size in ((kr, m, p), (kc, n, q))]
+    return _lazy_array(_toeplitz_chunk, tuple(lengths), dtype, _shipped([cb, rb]), kr, kc, m, n)
 
 
 # --- vec-trick ----------------------------------------------------------------------
