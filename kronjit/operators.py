@@ -79,10 +79,18 @@ def _check_finite(a, name):
     return a
 
 
+def _numerically_singular(absval):
+    """Whether eigenvalue magnitudes ``absval`` are those of a singular matrix, up to the
+    rounding of eigendecompositions: the smallest below ``N eps`` times the largest."""
+    eps = np.finfo(absval.dtype).eps
+    return bool(absval.size) and not absval.min() > absval.size * eps * absval.max()
+
+
 def _slogdet_from_eigenvalues(lam):
-    """``(sign, logabsdet)`` of a matrix with eigenvalues ``lam`` (a 1-D array)."""
+    """``(sign, logabsdet)`` of a matrix with eigenvalues ``lam`` (a 1-D array); singular
+    (sign 0, -inf) by the same test that makes a solve raise."""
     absval = np.abs(lam)
-    if not np.all(absval > 0):
+    if _numerically_singular(absval):
         return lam.dtype.type(0), -np.inf
     logabs = float(np.sum(np.log(absval)))
     if lam.dtype.kind == "c":
@@ -230,7 +238,10 @@ class _KronOperator(LinearOperator):
         return super().__rmul__(x)
 
     def __neg__(self):
-        return self._scaled(-1)
+        return self._negated()
+
+    def _negated(self):
+        raise NotImplementedError
 
     def __truediv__(self, other):
         if not np.isscalar(other):
@@ -265,7 +276,9 @@ class _KronOperator(LinearOperator):
         w, q = self._eigen(what)
         lam = w.toarray()
         if shift is not None:
-            lam = lam + _check_scalar(shift)
+            if not np.isfinite(_check_scalar(shift)):
+                raise ValueError(f"{what}: shift must be a finite number, got {shift!r}")
+            lam = lam + shift
         return lam, q
 
     def _solve_eigen(self, b, shift, what):
@@ -273,8 +286,7 @@ class _KronOperator(LinearOperator):
         b = self._rhs(b)
         lam, q = self._shifted_eigenvalues(shift, what)
         absval = np.abs(lam)
-        eps = np.finfo(absval.dtype).eps
-        if lam.size and not absval.min() > lam.size * eps * absval.max():
+        if _numerically_singular(absval):
             raise np.linalg.LinAlgError(
                 f"{what}: the matrix is singular (smallest eigenvalue magnitude "
                 f"{absval.min():.3g}, largest {absval.max():.3g})")
@@ -385,10 +397,17 @@ class KronProduct(_KronOperator):
 
     def _scaled(self, alpha):
         # scale the smallest factor: alpha * (A ⊗ B) = (alpha A) ⊗ B
+        return self._with_smallest(lambda f: f * alpha)
+
+    def _negated(self):
+        # -f, not f * -1: numpy negates unsigned integers by wrapping, as -K formed would
+        return self._with_smallest(lambda f: -f)
+
+    def _with_smallest(self, change):
         i = min(range(len(self.factors)), key=lambda j: self.factors[j].shape[0] *
                 self.factors[j].shape[1])
         mats = list(self.factors)
-        mats[i] = mats[i] * alpha
+        mats[i] = change(mats[i])
         return KronProduct(mats)
 
     def dot(self, x):
@@ -517,6 +536,8 @@ class KronProduct(_KronOperator):
         self._require_square("KronProduct.slogdet")
         n = self.shape[0]
         sign, logabs = 1.0, 0.0
+        if n == 0:
+            return sign, logabs  # the empty product: det of a 0 x 0 matrix is 1
         for f in self.factors:
             s, la = np.linalg.slogdet(dense_factor(f))
             power = n // f.shape[0]
@@ -631,6 +652,9 @@ class KronSum(_KronOperator):
         # alpha (A ⊕ B) = (alpha A) ⊕ (alpha B)
         return KronSum([f._scaled(alpha) if isinstance(f, KronProduct) else f * alpha
                         for f in self.factors])
+
+    def _negated(self):
+        return KronSum([-f for f in self.factors])
 
     # forms ------------------------------------------------------------------------
     def todense(self):
