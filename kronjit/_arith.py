@@ -33,9 +33,15 @@ def _fma(typingctx, a, b, c):
     return a(a, b, c), codegen
 
 
-def mul(x, y, fused):  # pragma: no cover - replaced by the overload in jitted code
-    """``x * y`` in the operands' (common) dtype, rounded as numpy rounds it."""
-    raise NotImplementedError
+def mul(x, y, fused):
+    """``x * y`` in the operands' (common) dtype, rounded as numpy rounds it.
+
+    Jitted code uses the overload below; this body runs only with
+    ``NUMBA_DISABLE_JIT=1``, where numpy's own loop does the fused product.
+    """
+    if fused:
+        return np.multiply(np.array([x]), np.array([y]))[0]
+    return x * y
 
 
 @overload(mul, inline="always")
@@ -53,15 +59,16 @@ def _mul_impl(x, y, fused):
     return impl
 
 
-def muladd(a, x, acc):  # pragma: no cover - replaced by the overload in jitted code
+def muladd(a, x, acc):
     """``a * x + acc`` with one rounding (a fused multiply-add) for real floats.
 
     For sums of products (the vec-trick), where no numpy result is to be met
     bit for bit: an explicit FMA rounds the same way in vector and scalar
     code, unlike leaving contraction to the compiler (``fastmath`` stays off).
-    Complex and integer operands use ``a * x + acc``.
+    Complex and integer operands use ``a * x + acc``.  This body (two
+    roundings) runs only with ``NUMBA_DISABLE_JIT=1``.
     """
-    raise NotImplementedError
+    return a * x + acc
 
 
 @overload(muladd, inline="always")

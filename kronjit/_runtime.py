@@ -116,9 +116,30 @@ def max_threads():
     return numba.config.NUMBA_NUM_THREADS
 
 
+_thread_state = threading.local()
+
+
 def get_num_threads():
-    """Number of threads kronjit's parallel kernels use."""
-    return _num_threads
+    """Number of threads kronjit's parallel kernels use when called from this thread.
+
+    The process-wide setting (:func:`set_num_threads`), unless this thread is
+    inside a :func:`num_threads` block.
+    """
+    n = getattr(_thread_state, "threads", None)
+    return _num_threads if n is None else n
+
+
+def _checked_count(n):
+    limit = numba.config.NUMBA_NUM_THREADS
+    try:
+        if isinstance(n, bool):
+            raise TypeError
+        n = operator.index(n)
+    except TypeError:
+        raise TypeError(f"n must be an integer, got {type(n).__name__}") from None
+    if not 1 <= n <= limit:
+        raise ValueError(f"n must be between 1 and {limit} (NUMBA_NUM_THREADS), got {n}")
+    return n
 
 
 def set_num_threads(n):
@@ -130,15 +151,7 @@ def set_num_threads(n):
     environment variable before Numba is imported).
     """
     global _num_threads
-    limit = numba.config.NUMBA_NUM_THREADS
-    try:
-        if isinstance(n, bool):
-            raise TypeError
-        n = operator.index(n)
-    except TypeError:
-        raise TypeError(f"n must be an integer, got {type(n).__name__}") from None
-    if not 1 <= n <= limit:
-        raise ValueError(f"n must be between 1 and {limit} (NUMBA_NUM_THREADS), got {n}")
+    n = _checked_count(n)
     with _settings_lock:
         old, _num_threads = _num_threads, n
     return old
@@ -146,15 +159,18 @@ def set_num_threads(n):
 
 @contextlib.contextmanager
 def num_threads(n):
-    """Context manager: run kronjit kernels with ``n`` threads, then restore."""
-    old = set_num_threads(n)
+    """Context manager: kernels called from this thread use ``n`` threads inside the block.
+
+    Only the calling thread is affected, so blocks in several threads never
+    undo each other's setting; the process-wide setting is untouched.
+    """
+    n = _checked_count(n)
+    old = getattr(_thread_state, "threads", None)
+    _thread_state.threads = n
     try:
         yield n
     finally:
-        set_num_threads(old)
-
-
-_thread_state = threading.local()
+        _thread_state.threads = old
 
 
 @contextlib.contextmanager
@@ -196,7 +212,7 @@ class kernel:
         self.__name__ = func.__name__
 
     def __call__(self, *args, nbytes):
-        n = _num_threads
+        n = get_num_threads()
         if (n > 1 and nbytes >= PARALLEL_MIN_BYTES and not _serial_only
                 and not getattr(_thread_state, "serial", False)):
             lock = _parallel_lock
