@@ -19,6 +19,7 @@ route, which the Kronecker route beats by changing the algorithm.
 """
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -588,21 +589,26 @@ def add_arguments(parser):
 
 def run(args):
     from ._info import info
-    selected = [c for c in cases() if (c.quick or not args.quick)
+    all_cases = cases()
+    families = list(dict.fromkeys(c.family for c in all_cases))
+    unknown = sorted(set(args.only or ()) - set(families))
+    if unknown:
+        print(f"--only: no family {', '.join(unknown)}; the families are "
+              f"{', '.join(families)}", file=sys.stderr)
+        return 2
+    selected = [c for c in all_cases if (c.quick or not args.quick)
                 and (not args.only or c.family in args.only)]
-    if not selected:
-        print(f"no cases for families {args.only}", file=sys.stderr)
-        return 2
-    repeat = args.repeat or (3 if args.quick else 7)
+    repeat = args.repeat if args.repeat is not None else (3 if args.quick else 7)
     if repeat < 1:
-        print("--repeat must be at least 1", file=sys.stderr)
+        print(f"--repeat must be at least 1, got {repeat}", file=sys.stderr)
         return 2
-    if args.plot:
-        try:
-            import matplotlib  # noqa: F401 - checked before the study, not after
-        except ImportError:
-            print("--plot needs matplotlib (python -m pip install matplotlib)", file=sys.stderr)
-            return 2
+    # every output is checked before the study runs, not after
+    problem = (_plot_problem(args.plot) if args.plot else None) or next(
+        (p for p in (_unwritable(path, flag) for flag, path in
+                     (("--json", args.json), ("--plot", args.plot)) if path) if p), None)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
     runtime = info(start_threads=True)
     print(f"kronjit {runtime['kronjit']}  numba {runtime['numba']}  numpy {runtime['numpy']}  "
           f"threads {runtime['num_threads']} ({runtime['threading_layer']})  "
@@ -631,6 +637,33 @@ def run(args):
              f"{runtime['num_threads']} threads ({runtime['threading_layer']})")
         print(f"wrote {args.plot}")
     return 0
+
+
+def _plot_problem(path):
+    """Why ``--plot path`` cannot be drawn (no matplotlib, a format it cannot write), or None."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        return "--plot needs matplotlib (python -m pip install matplotlib)"
+    formats = Figure().canvas.get_supported_filetypes()
+    ext = os.path.splitext(path)[1].lstrip(".").lower()
+    if ext not in formats:
+        return (f"--plot {path}: the file name must end in a format matplotlib writes "
+                f"({', '.join('.' + f for f in sorted(formats))})")
+    return None
+
+
+def _unwritable(path, flag):
+    """Why ``path`` cannot be written (checked by opening it), or None."""
+    existed = os.path.exists(path)
+    try:
+        with open(path, "ab"):
+            pass
+    except OSError as exc:
+        return f"{flag} {path}: cannot write there ({exc.strerror or exc})"
+    if not existed:
+        os.remove(path)
+    return None
 
 
 def plot(results, path, title=""):

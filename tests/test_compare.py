@@ -79,3 +79,27 @@ def test_side_by_side_is_a_ratio_of_times(monkeypatch):
         time.sleep(0.004)
     ratio = compare.side_by_side(slow, lambda: None, repeat=3, min_time=0.004)
     assert ratio > 10  # sleeping 4 ms against doing nothing
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["--plot", "speedups"], "must end in a format"),
+    (["--plot", "speedups.xyz"], "must end in a format"),
+    (["--json", "/nonexistent-dir/out.json"], "cannot write there"),
+    (["--repeat", "0"], "at least 1"),
+    (["--only", "nonsense"], "the families are dense"),
+])
+def test_bad_arguments_fail_before_any_case_runs(argv, words, monkeypatch, capsys):
+    from kronjit.__main__ import main
+    monkeypatch.setattr(compare, "run_case", lambda *a, **k: pytest.fail("a case ran"))
+    assert main(["compare", "--quick", *argv]) == 2
+    assert words in capsys.readouterr().err
+
+
+def test_output_paths_are_probed_without_leaving_files(tmp_path):
+    target = tmp_path / "r.json"
+    assert compare._unwritable(str(target), "--json") is None
+    assert not target.exists()
+    existing = tmp_path / "old.json"
+    existing.write_text("kept")
+    assert compare._unwritable(str(existing), "--json") is None
+    assert existing.read_text() == "kept"
