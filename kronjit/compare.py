@@ -17,9 +17,11 @@ matmat likewise.  The Gaussian-process case (solve and log-determinant with
 ``K1 ⊗ K2 + σ²I``) has no such limit: its reference is the dense Cholesky
 route, which the Kronecker route beats by changing the algorithm.
 """
+import contextlib
 import json
 import math
 import os
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -89,6 +91,7 @@ class Case:
     setup: callable
     quick: bool = False  # part of the --quick set
     params: dict = field(default_factory=dict)
+    busy_neighbour: bool = False  # timed while another process keeps one core busy
 
 
 def _chained_np_kron(factors):
@@ -138,8 +141,9 @@ def result_arrays(result):
     """The arrays holding a result: the ndarray itself or a sparse object's index/data arrays."""
     if isinstance(result, np.ndarray):
         return [result]
-    if isinstance(result, tuple):  # several results (a solve and a log-determinant)
-        return [a for r in result if isinstance(r, np.ndarray) for a in result_arrays(r)]
+    if isinstance(result, (tuple, list)):  # several results (a solve and a log-determinant)
+        return [a for r in result if isinstance(r, (np.ndarray, tuple, list))
+                for a in result_arrays(r)]
     names = ("data", "indices", "indptr") if hasattr(result, "indptr") else ("data",)
     return [getattr(result, n) for n in names] + list(getattr(result, "coords", ()))
 
@@ -413,6 +417,172 @@ MATMAT_SHAPES = [[8] * 3, [16, 16], [32, 32], [8] * 4, [16] * 3, [64, 64], [8] *
                  [16] * 4, [100, 100]]
 
 
+# --- programs: kronjit inside numpy/scipy code, as users run it -----------------------
+
+def _one_thread(fn):
+    """``fn`` run with kronjit limited to one thread (in the calling thread)."""
+    from ._runtime import num_threads
+
+    def call():
+        with num_threads(1):
+            return fn()
+    return call
+
+
+def _cg_program(k_matvec, n_iter=50, shift=0.5):
+    """scipy's cg on ``K + shift I``, ``K @ x`` given by ``k_matvec``, ``n_iter`` iterations."""
+    from scipy.sparse.linalg import LinearOperator, cg
+    rng = np.random.default_rng(11)
+    size = 64 * 64 * 16
+    b = rng.standard_normal(size)
+    op = LinearOperator((size, size), matvec=lambda x: k_matvec(x) + shift * x, dtype=float)
+    return lambda: cg(op, b, rtol=1e-300, maxiter=n_iter)[0]
+
+
+def _spd_factors(sizes, seed=12):
+    rng = np.random.default_rng(seed)
+    out = []
+    for n in sizes:
+        a = rng.standard_normal((n, n))
+        out.append(a @ a.T / n + np.eye(n))
+    return out
+
+
+def _alternating_program(matvec, rounds=5):
+    """``rounds`` times: a 400x400 numpy matmul, then ``matvec`` of a 16^5 vec-trick product."""
+    rng = np.random.default_rng(13)
+    m = rng.standard_normal((400, 400))
+    factors = [rng.standard_normal((16, 16)) for _ in range(5)]
+    x = rng.standard_normal(16 ** 5)
+
+    def run():
+        for _ in range(rounds):
+            m @ m
+            y = matvec(factors, x)
+        return y
+    return run
+
+
+def _rbf(points, scale):
+    return np.exp(-0.5 * np.subtract.outer(points, points) ** 2 / scale ** 2)
+
+
+def _gp_scan_program(solve_logdet, scales=8):
+    """A GP hyperparameter scan: for each length scale, two RBF factors built with numpy
+    (80 and 60 points), then ``solve_logdet(k1, k2, y, 0.1)``."""
+    y = np.sin(np.arange(80 * 60.0))
+    t1, t2 = np.linspace(0, 1, 80), np.linspace(0, 2, 60)
+
+    def run():
+        return [solve_logdet(_rbf(t1, s), _rbf(t2, s), y, 0.1)
+                for s in np.linspace(0.2, 1.0, scales)]
+    return run
+
+
+def gp_numpy(k1, k2, y, noise):
+    """The pure-numpy Kronecker GP step: eigendecompositions, two tensordot products for
+    the solve, the log-determinant from the eigenvalues, and one product ``K y``."""
+    w1, q1 = np.linalg.eigh(k1)
+    w2, q2 = np.linalg.eigh(k2)
+    y2 = y.reshape(k1.shape[0], k2.shape[0])
+    lam = np.add.outer(w1, np.zeros_like(w2)) * w2 + noise
+    alpha = q1 @ ((q1.T @ y2 @ q2) / lam) @ q2.T
+    return alpha.ravel(), float(np.log(lam).sum()), (k1 @ y2 @ k2.T).ravel()
+
+
+def gp_kronjit_step(k1, k2, y, noise):
+    """The same step with ``KronProduct``: solve and log-determinant with a shift, a product."""
+    from .operators import KronProduct
+    cov = KronProduct([k1, k2])
+    return cov.solve(y, shift=noise), cov.logdet(shift=noise), cov @ y
+
+
+def _program_case(name, reference, make, quick=False, busy=False, params=None):
+    """A whole program, timed run against run: ``make()`` gives (reference, kronjit)."""
+    def setup():
+        ref, new = make()
+        return ref, new, None
+    return Case("programs", name, reference, setup, quick, params or {}, busy)
+
+
+def _pykronecker_operator(factors):
+    try:
+        import pykronecker
+    except ImportError:
+        raise _Skip("pykronecker is not installed (python -m pip install '.[bench]')")
+    return pykronecker.KroneckerProduct(factors)
+
+
+def _program_cases():
+    from .dense import kron
+    from .operators import KronProduct
+    from .structured import block_toeplitz
+    from .vectrick import kron_matvec
+
+    def cg_against(peer):
+        factors = _spd_factors([64, 64, 16])
+        op = KronProduct(factors)
+        ours = _cg_program(lambda x: op @ x)
+        if peer == "one thread":
+            return _one_thread(ours), ours
+        other = _pykronecker_operator(factors)
+        return _cg_program(lambda x: other @ x), ours
+
+    def alternating(peer):
+        ours = _alternating_program(kron_matvec)
+        return (_one_thread(ours) if peer == "one thread"
+                else _alternating_program(shuffle_matvec)), ours
+
+    def gp_scan(peer):
+        ours = _gp_scan_program(gp_kronjit_step)
+        return (_one_thread(ours) if peer == "one thread" else _gp_scan_program(gp_numpy)), ours
+
+    rng = np.random.default_rng(14)
+    a32 = rng.standard_normal((32, 32))
+    blocks = rng.standard_normal((32, 16, 16))
+    f8 = [rng.standard_normal((8, 8)) for _ in range(6)]
+    x8 = rng.standard_normal(8 ** 6)
+    neighbour_calls = {
+        "kron 32x32⊗32x32": lambda: kron(a32, a32),
+        "block_toeplitz 32 blocks of 16x16": lambda: block_toeplitz(blocks),
+        "kron_matvec 8^6": lambda: kron_matvec(f8, x8),
+    }
+    cases = []
+    for peer, label in (("pykronecker", "pykronecker"), ("one thread", "kronjit, 1 thread")):
+        cases.append(_program_case("cg 50 iterations, KronProduct(64,64,16) + 0.5 I", label,
+                                   lambda peer=peer: cg_against(peer)))
+    for peer, label in (("numpy", "numpy tensordot"), ("one thread", "kronjit, 1 thread")):
+        cases.append(_program_case("5 x (400x400 matmul, kron_matvec 16^5)", label,
+                                   lambda peer=peer: alternating(peer)))
+    for peer, label in (("numpy", "numpy eigh + tensordot"), ("one thread", "kronjit, 1 thread")):
+        cases.append(_program_case("GP scan: 8 length scales, 80x60 grid", label,
+                                   lambda peer=peer: gp_scan(peer), quick=peer == "numpy"))
+    cases.append(_program_case("busy neighbour: kron 32x32⊗32x32", "np.kron",
+                               lambda: (lambda: np.kron(a32, a32),
+                                        neighbour_calls["kron 32x32⊗32x32"]), busy=True))
+    for name, call in neighbour_calls.items():
+        cases.append(_program_case(f"busy neighbour: {name}", "kronjit, 1 thread",
+                                   lambda call=call: (_one_thread(call), call), busy=True))
+    return cases
+
+
+@contextlib.contextmanager
+def busy_neighbour(seconds=600):
+    """Another process keeping one core busy (a CPU-bound Python loop) while the block runs.
+
+    The loop stops by itself after ``seconds``, and is terminated when the block ends.
+    """
+    code = f"import time\nend = time.time() + {seconds}\nwhile time.time() < end: pass\n"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.05)  # let it reach its loop
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
 class _Skip(Exception):
     """A case that cannot run here (an optional reference is not installed)."""
 
@@ -463,6 +633,7 @@ def cases():
         _gp_case(20, quick=True),
         _gp_case(60),
         *[_matmat_case(shapes, 32, quick=shapes == [8] * 3) for shapes in MATMAT_SHAPES],
+        *_program_cases(),
     ]
 
 
@@ -485,42 +656,46 @@ def settle(seconds=None):
         pass
 
 
-def _time(fn, inner):
-    settle()
+def _time(fn, inner, settle_s=0.0):
+    if settle_s:
+        settle(settle_s)
     t0 = time.perf_counter()
     for _ in range(inner):
         fn()
     return (time.perf_counter() - t0) / inner
 
 
-def alternate(fns, repeat=7, min_time=0.02):
-    """Time callables side by side: warm each up, then ``repeat`` rounds that
-    time every one of ``fns`` in turn, each in a batch of calls (after
-    ``settle``).  The batch holds enough calls for the slower of the first two
-    to take ``min_time``, above timer noise.  Returns a list of per-call times
+def alternate(fns, repeat=7, min_time=0.02, settle_s=0.0):
+    """Time callables side by side, as a program runs them: warm each up, then
+    ``repeat`` rounds that time every one of ``fns`` in turn, each in a batch
+    of calls.  The batch holds enough calls for the slower of the first two to
+    take ``min_time``, above timer noise.  With ``settle_s``, each batch starts
+    after that long a busy-wait (``settle``: isolated figures, free of the
+    threads the previous batch woke).  Returns a list of per-call times
     (seconds) per callable, and the batch size."""
     for fn in fns:  # warm-up: compilation, page cache
         fn()
-    t_one = max(max(_time(fn, 1) for fn in fns[:2]), 1e-7)
+    t_one = max(max(_time(fn, 1, settle_s) for fn in fns[:2]), 1e-7)
     inner = max(1, math.ceil(min_time / t_one))
     times = [[] for _ in fns]
     for _ in range(repeat):
         for fn, fn_times in zip(fns, times):
-            fn_times.append(_time(fn, inner))
+            fn_times.append(_time(fn, inner, settle_s))
     return times, inner
 
 
-def side_by_side(reference, candidate, repeat=7, min_time=0.02):
+def side_by_side(reference, candidate, repeat=7, min_time=0.02, settle_s=0.0):
     """Median over ``repeat`` rounds of reference time / candidate time (``alternate``)."""
-    (ref_t, new_t), _ = alternate([reference, candidate], repeat, min_time)
+    (ref_t, new_t), _ = alternate([reference, candidate], repeat, min_time, settle_s)
     return float(np.median([r / c for r, c in zip(ref_t, new_t)]))
 
 
-def run_case(case, repeat=7, min_time=0.02):
+def run_case(case, repeat=7, min_time=0.02, settle_s=0.0):
     """Time one case; return a dict of medians (seconds) and ratios."""
     reference, candidate, fill = case.setup()  # fill is None where no write limit applies
-    (ref_t, new_t, *fill_t), inner = alternate([f for f in (reference, candidate, fill) if f],
-                                               repeat, min_time)
+    with busy_neighbour() if case.busy_neighbour else contextlib.nullcontext():
+        (ref_t, new_t, *fill_t), inner = alternate(
+            [f for f in (reference, candidate, fill) if f], repeat, min_time, settle_s)
     fill_t = fill_t[0] if fill_t else []
     median = lambda xs: float(np.median(xs)) if xs else None  # noqa: E731
     return {
@@ -529,6 +704,7 @@ def run_case(case, repeat=7, min_time=0.02):
         "reference_s": median(ref_t), "kronjit_s": median(new_t), "fill_s": median(fill_t),
         "speedup": median([r / c for r, c in zip(ref_t, new_t)]),
         "fill_fraction": median([f / c for f, c in zip(fill_t, new_t)]),
+        "settle_s": settle_s,
         **_memory(candidate),
     }
 
@@ -581,6 +757,10 @@ def add_arguments(parser):
                         help="run only this family (repeatable)")
     parser.add_argument("--repeat", type=int, default=None,
                         help="repeats per case (default 7, 3 with --quick)")
+    parser.add_argument("--settle", action="store_true",
+                        help=f"busy-wait {SETTLE_S} s before each timed batch: isolated "
+                             "figures, free of the threads the previous batch woke (by default "
+                             "kronjit and its reference alternate as in a program)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--plot", metavar="FILE",
                         help="also draw speedup against output size, one panel per family "
@@ -612,7 +792,9 @@ def run(args):
     runtime = info(start_threads=True)
     print(f"kronjit {runtime['kronjit']}  numba {runtime['numba']}  numpy {runtime['numpy']}  "
           f"threads {runtime['num_threads']} ({runtime['threading_layer']})  "
-          f"repeat {repeat}; medians of side-by-side ratios", flush=True)
+          f"repeat {repeat}; medians of side-by-side ratios, "
+          + (f"each batch after a {SETTLE_S} s busy-wait (--settle)" if args.settle
+             else "kronjit and reference alternating as in a program"), flush=True)
     results, skipped = [], {}
     tty = sys.stderr.isatty()
     for i, case in enumerate(selected, 1):
@@ -620,7 +802,8 @@ def run(args):
         print(("\r" + msg.ljust(70)) if tty else msg, end="" if tty else "\n",
               file=sys.stderr, flush=True)
         try:
-            results.append(run_case(case, repeat=repeat))
+            results.append(run_case(case, repeat=repeat,
+                                    settle_s=SETTLE_S if args.settle else 0.0))
         except _Skip as why:
             skipped.setdefault(str(why), []).append(case.name)
     if tty:

@@ -103,3 +103,35 @@ def test_output_paths_are_probed_without_leaving_files(tmp_path):
     existing.write_text("kept")
     assert compare._unwritable(str(existing), "--json") is None
     assert existing.read_text() == "kept"
+
+
+def test_settle_only_when_asked(monkeypatch):
+    waits = []
+    monkeypatch.setattr(compare, "settle", lambda s=None: waits.append(s))
+    compare.alternate([lambda: None, lambda: None], repeat=2, min_time=0.0)
+    assert waits == []  # by default, as a program runs them
+    compare.alternate([lambda: None, lambda: None], repeat=2, min_time=0.0, settle_s=0.01)
+    assert waits == [0.01] * (2 + 2 * 2)  # the two probes, then every batch
+
+
+def test_busy_neighbour_runs_during_the_block_and_stops():
+    with compare.busy_neighbour(seconds=30) as proc:
+        assert proc.poll() is None
+        t0 = time.process_time()
+    assert proc.poll() is not None
+    assert time.process_time() - t0 < 1  # the neighbour's time is its own
+
+
+def test_program_cases_agree_and_name_their_peers():
+    programs = [c for c in compare.cases() if c.family == "programs"]
+    names = {c.name for c in programs}
+    assert any(n.startswith("cg 50 iterations") for n in names)
+    assert any(n.startswith("GP scan") for n in names)
+    assert sum(c.busy_neighbour for c in programs) == 4
+    assert {c.reference for c in programs} >= {"kronjit, 1 thread", "np.kron"}
+    # the GP scan peers compute the same numbers
+    from kronjit.compare import gp_kronjit_step, gp_numpy, _rbf
+    t1, t2 = np.linspace(0, 1, 8), np.linspace(0, 2, 6)
+    k1, k2, y = _rbf(t1, 0.5), _rbf(t2, 0.5), np.sin(np.arange(48.0))
+    for got, want in zip(gp_kronjit_step(k1, k2, y, 0.1), gp_numpy(k1, k2, y, 0.1)):
+        np.testing.assert_allclose(got, want, rtol=1e-8, atol=1e-10)

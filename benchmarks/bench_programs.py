@@ -1,0 +1,34 @@
+"""kronjit inside numpy/scipy programs: speedups over the pure-numpy peer and over
+kronjit on one thread, timed as the program runs (no busy-wait between calls).
+
+The cases are ``python -m kronjit compare --only programs``'s: scipy's cg on a
+KronProduct, a loop alternating a numpy matmul and a vec-trick product, a GP
+hyperparameter scan, and three kernels beside a process that keeps one core
+busy (started and stopped around each measurement).
+"""
+import contextlib
+
+from kronjit import compare
+
+from .common import side_by_side
+
+PROGRAMS = {f"{c.name} vs {c.reference}": c for c in compare.cases() if c.family == "programs"}
+
+
+class ProgramRatios:
+    params = (list(PROGRAMS),)
+    param_names = ["program"]
+    timeout = 600
+
+    def setup(self, program):
+        case = PROGRAMS[program]
+        try:
+            self.reference, self.kronjit, _ = case.setup()
+        except compare._Skip as why:
+            raise NotImplementedError(str(why)) from None
+        self.busy = case.busy_neighbour
+
+    def track_speedup(self, program):
+        with compare.busy_neighbour() if self.busy else contextlib.nullcontext():
+            return side_by_side(self.reference, self.kronjit)
+    track_speedup.unit = "x"
