@@ -50,6 +50,13 @@ def info(start_threads=False):
         threading layer (requested and in use), kronjit's thread count and
         Numba's maximum, whether this process is limited to serial kernels
         (a forked child), the CPU count, and the kernel cache location.
+
+    Examples
+    --------
+    >>> import kronjit
+    >>> report = kronjit.info()
+    >>> report["kronjit"] == kronjit.__version__, report["num_threads"] >= 1
+    (True, True)
     """
     from . import __version__
     return {

@@ -124,6 +124,13 @@ def get_num_threads():
 
     The process-wide setting (:func:`set_num_threads`), unless this thread is
     inside a :func:`num_threads` block.
+
+    Examples
+    --------
+    >>> import kronjit
+    >>> with kronjit.num_threads(1):
+    ...     kronjit.get_num_threads()
+    1
     """
     n = getattr(_thread_state, "threads", None)
     return _num_threads if n is None else n
@@ -149,6 +156,15 @@ def set_num_threads(n):
     ``numba.set_num_threads`` which is per thread.  ``n`` must lie between 1
     and ``numba.config.NUMBA_NUM_THREADS`` (set by the ``NUMBA_NUM_THREADS``
     environment variable before Numba is imported).
+
+    Examples
+    --------
+    >>> import kronjit
+    >>> old = kronjit.set_num_threads(1)
+    >>> kronjit.get_num_threads()
+    1
+    >>> kronjit.set_num_threads(old)
+    1
     """
     global _num_threads
     n = _checked_count(n)
@@ -163,6 +179,14 @@ def num_threads(n):
 
     Only the calling thread is affected, so blocks in several threads never
     undo each other's setting; the process-wide setting is untouched.
+
+    Examples
+    --------
+    >>> import numpy as np, kronjit
+    >>> with kronjit.num_threads(1):            # the serial kernels, in this thread only
+    ...     k = kronjit.kron(np.ones((300, 300)), np.ones((2, 2)))
+    >>> k.shape
+    (600, 600)
     """
     n = _checked_count(n)
     old = getattr(_thread_state, "threads", None)

@@ -39,6 +39,22 @@ __all__ = ["KronProduct", "KronSum", "KronVector", "KronEigh"]
 #: The result of ``eigh()``: ``eigenvalues`` a :class:`KronVector`,
 #: ``eigenvectors`` a :class:`KronProduct`.
 KronEigh = namedtuple("KronEigh", ["eigenvalues", "eigenvectors"])
+KronEigh.__doc__ = """The eigendecomposition of a Kronecker product or sum, held lazily.
+
+``eigenvalues`` is a :class:`KronVector` (in the operator's row-major order,
+not sorted), ``eigenvectors`` a :class:`KronProduct` of the factors'
+eigenvector matrices, so that ``K = Q diag(w) Q^H``.  Returned by
+:meth:`KronProduct.eigh` and :meth:`KronSum.eigh`.
+
+Examples
+--------
+>>> import numpy as np
+>>> from kronjit import KronProduct
+>>> K = KronProduct([np.array([[2.0, 1.0], [1.0, 2.0]]), np.diag([1.0, 3.0])])
+>>> w, Q = K.eigh()
+>>> np.allclose(Q.todense() @ np.diag(w.toarray()) @ Q.todense().T, K.todense())
+True
+"""
 
 
 # --- helpers ---------------------------------------------------------------------
@@ -310,7 +326,7 @@ class _KronOperator(LinearOperator):
 
 
 class KronProduct(_KronOperator):
-    """The Kronecker product ``A1 ⊗ A2 ⊗ ... ⊗ Ad`` as a lazy linear operator.
+    """The Kronecker product ``A1 ⊗ A2 ⊗ ⋯ ⊗ Ad`` as a lazy linear operator.
 
     Parameters
     ----------
@@ -456,7 +472,7 @@ class KronProduct(_KronOperator):
 
     # inverse and solve --------------------------------------------------------------
     def inv(self):
-        """The inverse, ``A1^-1 ⊗ ... ⊗ Ad^-1``, as a KronProduct (square factors),
+        """The inverse, ``A1^-1 ⊗ ⋯ ⊗ Ad^-1``, as a KronProduct (square factors),
         computed once."""
         if self._inverse is None:
             self._require_square("KronProduct.inv")
@@ -557,7 +573,7 @@ class KronProduct(_KronOperator):
 
 
 class KronSum(_KronOperator):
-    """The Kronecker sum ``A1 ⊕ A2 ⊕ ... ⊕ Ad`` as a lazy linear operator.
+    """The Kronecker sum ``A1 ⊕ A2 ⊕ ⋯ ⊕ Ad`` as a lazy linear operator.
 
     The textbook convention: ``A ⊕ B = A ⊗ I + I ⊗ B`` and, for more
     factors, ``sum_i I ⊗ ... ⊗ Ai ⊗ ... ⊗ I`` (note that
@@ -719,7 +735,7 @@ class KronSum(_KronOperator):
         return self._eigen("KronSum.eigh")
 
     def solve(self, b, shift=None):
-        """Solve ``(A1 ⊕ ... ⊕ Ad [+ shift I]) x = b`` through the factors'
+        """Solve ``(A1 ⊕ ⋯ ⊕ Ad [+ shift I]) x = b`` through the factors'
         eigendecompositions (Hermitian factors).
 
         Raises ``numpy.linalg.LinAlgError`` if the matrix is singular (a graph
