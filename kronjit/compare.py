@@ -849,8 +849,9 @@ def _unwritable(path, flag):
     return None
 
 
-def plot(results, path, title=""):
-    """Speedup over the reference against output size, one panel per family.
+def plot(results, path=None, title=""):
+    """Speedup over the reference against output size, one panel per family;
+    written to ``path``, or returned as a matplotlib figure when ``path`` is None.
 
     The dashed line is 1x; an open marker is the speedup a call running at
     the case's limit would have (reference time / limit time: a write pass
@@ -858,7 +859,8 @@ def plot(results, path, title=""):
     vec-trick), joined by a dotted line to kronjit's speedup.
     """
     import matplotlib
-    matplotlib.use("Agg")
+    if path is not None:
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     families = list(dict.fromkeys(r["family"] for r in results))
     ncols = min(3, len(families))
@@ -888,5 +890,8 @@ def plot(results, path, title=""):
         ax.legend(fontsize=8, loc="best")
     fig.suptitle(title)
     fig.tight_layout()
+    if path is None:
+        return fig
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return None
