@@ -1,0 +1,24 @@
+"""
+Speedups against numpy and scipy
+================================
+
+A few cases of ``python -m kronjit compare``, timed here side by side
+(kronjit and its reference alternately, each batch after a short busy-wait,
+as ``compare --settle`` times them: isolated figures), drawn as ``compare
+--plot`` draws them: speedup against output size, the 1x line, and for each case the
+speedup a call running at the machine's limit would have.  The cases are the
+study's small ones, so that the figure builds in seconds; run ``python -m
+kronjit compare --plot speedups.png`` for the whole study.
+"""
+import matplotlib.pyplot as plt
+
+from kronjit import compare
+
+names = {"32x32⊗32x32 float64", "8x8⊗8x8⊗8x8 float64", "300²(1%)⊗300²(1%) csr",
+         "block_toeplitz 32x32 blocks of 16x16", "8^4 k=1"}
+results = [compare.run_case(case, repeat=3, settle_s=compare.SETTLE_S) for case in compare.cases()
+           if case.name in names]
+for row in results:
+    print(f"{row['family']:>10}: {row['case']:<40} {row['speedup']:.2f}x {row['reference']}")
+fig = compare.plot(results, title="kronjit against its references (this build)")
+plt.show()
