@@ -6,8 +6,6 @@ KronProduct, a loop alternating a numpy matmul and a vec-trick product, a GP
 hyperparameter scan, and three kernels beside a process that keeps one core
 busy (started and stopped around each measurement).
 """
-import contextlib
-
 from kronjit import compare
 
 from .common import side_by_side
@@ -21,14 +19,13 @@ class ProgramRatios:
     timeout = 600
 
     def setup(self, program):
-        case = PROGRAMS[program]
+        self.case = PROGRAMS[program]
         try:
-            self.reference, self.kronjit, _ = case.setup()
+            self.reference, self.kronjit, _ = self.case.setup()
         except compare._Skip as why:
             raise NotImplementedError(str(why)) from None
-        self.busy = case.busy_neighbour
 
     def track_speedup(self, program):
-        with compare.busy_neighbour() if self.busy else contextlib.nullcontext():
+        with self.case.conditions():
             return side_by_side(self.reference, self.kronjit)
     track_speedup.unit = "x"

@@ -189,11 +189,11 @@ def _index_array(x, attr, name, length=None):
     return arr
 
 
-def _check_compressed(x, name, n_major, n_minor, block=1):
+def _check_compressed(x, name, n_major, n_minor):
     indptr = _index_array(x, "indptr", name, n_major + 1)
     indices = _index_array(x, "indices", name)
     data = x.data
-    if not isinstance(data, np.ndarray) or data.ndim != (1 if block == 1 else 3):
+    if not isinstance(data, np.ndarray) or data.ndim != (3 if x.format == "bsr" else 1):
         raise _malformed(x, name, "its data array has the wrong number of "
                          "dimensions")
     if indptr[0] != 0:
@@ -247,10 +247,10 @@ def check_sparse(x, name):
         if r < 1 or c < 1 or m % r or n % c:
             raise _malformed(x, name, f"blocksize {x.blocksize} does not divide "
                              f"shape {x.shape}")
-        if x.data.ndim != 3 or x.data.shape[1:] != (r, c):
-            raise _malformed(x, name, f"data blocks of shape {x.data.shape[1:]}, "
+        if np.shape(x.data)[1:] != (r, c):
+            raise _malformed(x, name, f"data blocks of shape {np.shape(x.data)[1:]}, "
                              f"expected {(r, c)}")
-        return _check_compressed(x, name, m // r, n // c, block=(r, c))
+        return _check_compressed(x, name, m // r, n // c)
     if fmt == "coo":
         data = x.data
         nnz = data.shape[0] if isinstance(data, np.ndarray) and data.ndim == 1 else -1

@@ -93,6 +93,10 @@ class Case:
     params: dict = field(default_factory=dict)
     busy_neighbour: bool = False  # timed while another process keeps one core busy
 
+    def conditions(self):
+        """The context the case is timed in: beside a busy process, or as it is."""
+        return busy_neighbour() if self.busy_neighbour else contextlib.nullcontext()
+
 
 def _chained_np_kron(factors):
     result = factors[0]
@@ -497,12 +501,12 @@ def gp_kronjit_step(k1, k2, y, noise):
     return cov.solve(y, shift=noise), cov.logdet(shift=noise), cov @ y
 
 
-def _program_case(name, reference, make, quick=False, busy=False, params=None):
+def _program_case(name, reference, make, quick=False, busy=False):
     """A whole program, timed run against run: ``make()`` gives (reference, kronjit)."""
     def setup():
         ref, new = make()
         return ref, new, None
-    return Case("programs", name, reference, setup, quick, params or {}, busy)
+    return Case("programs", name, reference, setup, quick, busy_neighbour=busy)
 
 
 def _pykronecker_operator(factors):
@@ -693,7 +697,7 @@ def side_by_side(reference, candidate, repeat=7, min_time=0.02, settle_s=0.0):
 def run_case(case, repeat=7, min_time=0.02, settle_s=0.0):
     """Time one case; return a dict of medians (seconds) and ratios."""
     reference, candidate, fill = case.setup()  # fill is None where no write limit applies
-    with busy_neighbour() if case.busy_neighbour else contextlib.nullcontext():
+    with case.conditions():
         (ref_t, new_t, *fill_t), inner = alternate(
             [f for f in (reference, candidate, fill) if f], repeat, min_time, settle_s)
     fill_t = fill_t[0] if fill_t else []
@@ -783,9 +787,10 @@ def run(args):
         print(f"--repeat must be at least 1, got {repeat}", file=sys.stderr)
         return 2
     # every output is checked before the study runs, not after
-    problem = (_plot_problem(args.plot) if args.plot else None) or next(
-        (p for p in (_unwritable(path, flag) for flag, path in
-                     (("--json", args.json), ("--plot", args.plot)) if path) if p), None)
+    problems = [_plot_problem(args.plot)] if args.plot else []
+    problems += [_unwritable(path, flag) for flag, path in (("--json", args.json),
+                                                            ("--plot", args.plot)) if path]
+    problem = next((p for p in problems if p), None)
     if problem:
         print(problem, file=sys.stderr)
         return 2
