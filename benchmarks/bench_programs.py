@@ -22,7 +22,7 @@ class ProgramRatios:
         self.case = PROGRAMS[program]
         try:
             self.reference, self.kronjit, _ = self.case.setup()
-        except compare._Skip as why:
+        except compare.CaseSkipped as why:
             raise NotImplementedError(str(why)) from None
 
     def track_speedup(self, program):

@@ -16,40 +16,22 @@ def _version(dist):
         return None
 
 
-def _threading_layer(start):
-    try:
-        return numba.threading_layer()
-    except ValueError:
-        pass
-    if start and not _runtime.serial_only():
-        # Launch one small parallel kernel so that Numba picks its layer.
-        import numpy as np
-        from .dense import kron
-        with _runtime.num_threads(min(2, numba.config.NUMBA_NUM_THREADS)):
-            kron(np.ones((1 << 9, 1 << 6)), np.ones((1, 2)))  # 512 KiB: goes parallel
-        try:
-            return numba.threading_layer()
-        except ValueError:
-            pass
-    return "not started"
-
-
 def info(start_threads=False):
     """Describe the runtime kronjit is running on.
 
     Parameters
     ----------
     start_threads : bool
-        If Numba's thread pool has not started yet, start it (with one tiny
-        parallel kernel) so that the threading layer can be reported.
+        Start kronjit's helper threads first (they start with the first
+        parallel kernel otherwise), so that their count is reported.
 
     Returns
     -------
     dict
-        Versions (kronjit, Python, numba, llvmlite, numpy, scipy), the
-        threading layer (requested and in use), kronjit's thread count and
-        Numba's maximum, whether this process is limited to serial kernels
-        (a forked child), the CPU count, and the kernel cache location.
+        Versions (kronjit, Python, numba, llvmlite, numpy, scipy), how
+        kernels run in parallel (kronjit's helper threads: Numba's threading
+        layer is not used), kronjit's thread count and maximum, the helper
+        threads started, the CPU count, and the kernel cache location.
 
     Examples
     --------
@@ -58,6 +40,8 @@ def info(start_threads=False):
     >>> report["kronjit"] == kronjit.__version__, report["num_threads"] >= 1
     (True, True)
     """
+    if start_threads and _runtime.max_threads() > 1:
+        _runtime.start_helpers()
     from . import __version__
     return {
         "kronjit": __version__,
@@ -67,11 +51,10 @@ def info(start_threads=False):
         "llvmlite": _version("llvmlite"),
         "numpy": _version("numpy"),
         "scipy": _version("scipy"),
-        "threading_layer_requested": numba.config.THREADING_LAYER,
-        "threading_layer": _threading_layer(start_threads),
+        "threading_layer": "kronjit helper threads (Numba's layer unused)",
         "num_threads": _runtime.get_num_threads(),
         "max_threads": _runtime.max_threads(),
-        "serial_only": _runtime.serial_only(),
+        "helper_threads": _runtime.helper_threads(),
         "cpu_count": os.cpu_count(),
         "cache": _runtime.cache_location(),
         "numba_cache_dir_env": os.environ.get("NUMBA_CACHE_DIR") or None,

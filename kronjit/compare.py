@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from numba import prange
 
 from ._runtime import kernel
 from .structured import gather_blocks
@@ -37,7 +36,8 @@ __all__ = ["Case", "cases", "run_case", "run", "add_arguments", "random_sparse",
            "vectrick_label", "vectrick_flops", "VECTRICK_REFERENCES", "VECTRICK_SHAPES",
            "result_arrays", "gather_blocks", "gather_toeplitz", "vectrick_limit", "gp_problem",
            "gp_dense", "gp_kronjit", "MATMAT_SHAPES", "traced_peak", "write_pass",
-           "fresh_write_pass", "copy_pass", "settle", "SETTLE_S", "alternate", "side_by_side"]
+           "fresh_write_pass", "copy_pass", "settle", "SETTLE_S", "alternate", "side_by_side",
+           "CaseSkipped"]
 
 
 # --- the bandwidth limits: one pass over memory with kronjit's threads -------
@@ -45,18 +45,16 @@ __all__ = ["Case", "cases", "run_case", "run", "add_arguments", "random_sparse",
 # the memory bandwidth that kronjit's parallel kernels reach.
 
 @kernel
-def _fill_bytes(dst, nchunks):
-    n = dst.size
-    for chunk in prange(nchunks):  # slices, not an index loop: they compile to memset
-        dst[chunk * n // nchunks:(chunk + 1) * n // nchunks] = 1
+def _fill_bytes(dst, part, nparts):
+    n = dst.size  # a slice, not an index loop: it compiles to memset
+    dst[part * n // nparts:(part + 1) * n // nparts] = 1
 
 
 @kernel
-def _copy_bytes(src, dst, nchunks):
+def _copy_bytes(src, dst, part, nparts):
     n = dst.size
-    for chunk in prange(nchunks):
-        lo, hi = chunk * n // nchunks, (chunk + 1) * n // nchunks
-        dst[lo:hi] = src[lo:hi]
+    lo, hi = part * n // nparts, (part + 1) * n // nparts
+    dst[lo:hi] = src[lo:hi]
 
 
 def _raw_bytes(a):
@@ -304,9 +302,9 @@ def _vectrick_case(shapes, k=1, reference="numpy tensordot", quick=False):
         try:
             ref_call = VECTRICK_REFERENCES[reference](factors, x)
         except ImportError:
-            raise _Skip(f"{reference} is not installed (python -m pip install '.[bench]')")
+            raise CaseSkipped(f"{reference} is not installed (python -m pip install '.[bench]')")
         except AssertionError:
-            raise _Skip(f"{reference} does not take these factors")
+            raise CaseSkipped(f"{reference} does not take these factors")
         expected = shuffle_matvec(factors, x)
         got = np.asarray(ref_call()).reshape(-1)
         scale = np.abs(expected).max()
@@ -405,7 +403,7 @@ def _matmat_case(shapes, k, quick=False):
         try:
             ref_call = _pykronecker_call(factors, x)
         except ImportError:
-            raise _Skip("pykronecker is not installed (python -m pip install '.[bench]')")
+            raise CaseSkipped("pykronecker is not installed (python -m pip install '.[bench]')")
         op = KronProduct(factors)
         expected = shuffle_matvec(factors, x)
         for got in (op @ x, ref_call()):
@@ -513,7 +511,7 @@ def _pykronecker_operator(factors):
     try:
         import pykronecker
     except ImportError:
-        raise _Skip("pykronecker is not installed (python -m pip install '.[bench]')")
+        raise CaseSkipped("pykronecker is not installed (python -m pip install '.[bench]')")
     return pykronecker.KroneckerProduct(factors)
 
 
@@ -587,7 +585,7 @@ def busy_neighbour(seconds=600):
         proc.wait()
 
 
-class _Skip(Exception):
+class CaseSkipped(Exception):
     """A case that cannot run here (an optional reference is not installed)."""
 
 
@@ -809,7 +807,7 @@ def run(args):
         try:
             results.append(run_case(case, repeat=repeat,
                                     settle_s=SETTLE_S if args.settle else 0.0))
-        except _Skip as why:
+        except CaseSkipped as why:
             skipped.setdefault(str(why), []).append(case.name)
     if tty:
         print("\r" + " " * 70 + "\r", end="", file=sys.stderr)

@@ -14,7 +14,7 @@ import functools
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from ._arith import EXACT_DTYPES, complex_mul_mode, mul
 from ._runtime import kernel
@@ -48,7 +48,7 @@ def _scaled_runs(out, o, pre, pb, j0, j1, scale, use_scale, last, lo, run, fused
 
 
 @kernel
-def _kron_fill(pre, last, plan, fused, out, nchunks):
+def _kron_fill(pre, last, plan, fused, out, part, nparts):
     """Fill ``out`` (1-D, C order) with the Kronecker product described by ``plan``.
 
     ``pre`` holds the flattened factors but the last, back to back; ``last``
@@ -68,52 +68,51 @@ def _kron_fill(pre, last, plan, fused, out, nchunks):
     nouter = ndigits - 1
     inner = plan[s0 + nouter]  # runs per block
     nruns = out.size // run
-    for chunk in prange(nchunks):
-        r0 = nruns * chunk // nchunks
-        r1 = nruns * (chunk + 1) // nchunks
-        if r0 >= r1:
-            continue
-        digit = np.zeros(max(nouter, 1), np.int64)
-        offset = plan[b0:b0 + npre + 1].copy()
-        rem = r0 // inner
-        for j in range(nouter - 1, -1, -1):
-            digit[j] = rem % plan[s0 + j]
-            rem //= plan[s0 + j]
-            offset[plan[f0 + j]] += digit[j] * plan[t0 + j]
-        r = r0
-        j0 = r0 % inner
-        while r < r1:
-            j1 = min(inner, j0 + (r1 - r))
-            # Left to right, as the chained np.kron multiplies.
-            scale = pre[offset[0]]
-            for f in range(1, npre - 1):
-                scale = mul(scale, pre[offset[f]], fused)
-            pb = offset[npre - 1]
-            lo = offset[npre]
-            o = r * run
-            use_scale = npre > 1
-            # Short runs get a constant length so that LLVM unrolls them.
-            if run == 1:
-                _scaled_runs(out, o, pre, pb, j0, j1, scale, use_scale, last, lo, 1, fused)
-            elif run == 2:
-                _scaled_runs(out, o, pre, pb, j0, j1, scale, use_scale, last, lo, 2, fused)
-            elif run == 3:
-                _scaled_runs(out, o, pre, pb, j0, j1, scale, use_scale, last, lo, 3, fused)
-            elif run == 4:
-                _scaled_runs(out, o, pre, pb, j0, j1, scale, use_scale, last, lo, 4, fused)
-            else:
-                _scaled_runs(out, o, pre, pb, j0, j1, scale, use_scale, last, lo, run, fused)
-            r += j1 - j0
-            j0 = 0
-            j = nouter - 1
-            while j >= 0:
-                digit[j] += 1
-                offset[plan[f0 + j]] += plan[t0 + j]
-                if digit[j] < plan[s0 + j]:
-                    break
-                offset[plan[f0 + j]] -= plan[s0 + j] * plan[t0 + j]
-                digit[j] = 0
-                j -= 1
+    r0 = nruns * part // nparts
+    r1 = nruns * (part + 1) // nparts
+    if r0 >= r1:
+        return
+    digit = np.zeros(max(nouter, 1), np.int64)
+    offset = plan[b0:b0 + npre + 1].copy()
+    rem = r0 // inner
+    for j in range(nouter - 1, -1, -1):
+        digit[j] = rem % plan[s0 + j]
+        rem //= plan[s0 + j]
+        offset[plan[f0 + j]] += digit[j] * plan[t0 + j]
+    r = r0
+    j0 = r0 % inner
+    while r < r1:
+        j1 = min(inner, j0 + (r1 - r))
+        # Left to right, as the chained np.kron multiplies.
+        scale = pre[offset[0]]
+        for f in range(1, npre - 1):
+            scale = mul(scale, pre[offset[f]], fused)
+        pb = offset[npre - 1]
+        lo = offset[npre]
+        o = r * run
+        use_scale = npre > 1
+        # Short runs get a constant length so that LLVM unrolls them.
+        if run == 1:
+            _scaled_runs(out, o, pre, pb, j0, j1, scale, use_scale, last, lo, 1, fused)
+        elif run == 2:
+            _scaled_runs(out, o, pre, pb, j0, j1, scale, use_scale, last, lo, 2, fused)
+        elif run == 3:
+            _scaled_runs(out, o, pre, pb, j0, j1, scale, use_scale, last, lo, 3, fused)
+        elif run == 4:
+            _scaled_runs(out, o, pre, pb, j0, j1, scale, use_scale, last, lo, 4, fused)
+        else:
+            _scaled_runs(out, o, pre, pb, j0, j1, scale, use_scale, last, lo, run, fused)
+        r += j1 - j0
+        j0 = 0
+        j = nouter - 1
+        while j >= 0:
+            digit[j] += 1
+            offset[plan[f0 + j]] += plan[t0 + j]
+            if digit[j] < plan[s0 + j]:
+                break
+            offset[plan[f0 + j]] -= plan[s0 + j] * plan[t0 + j]
+            digit[j] = 0
+            j -= 1
 
 
 @functools.lru_cache(maxsize=512)

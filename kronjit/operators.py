@@ -30,6 +30,7 @@ import scipy.linalg
 import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator
 
+from ._runtime import small_lapack
 from .dense import kron
 from . import sparse as _sparse
 from .vectrick import _Prepared, apply_prepared, check_factor, check_vectors, dense_factor, transposed
@@ -83,7 +84,8 @@ def _factor_eigh(f, name, what):
     scale = np.max(np.abs(a), initial=0)
     if a.size and np.max(np.abs(a - a.conj().T)) > _hermitian_tolerance(a.dtype) * scale:
         raise ValueError(f"{what} needs Hermitian (symmetric) factors; {name} is not")
-    return scipy.linalg.eigh(a, check_finite=False)
+    with small_lapack(a.shape[0]):
+        return scipy.linalg.eigh(a, check_finite=False)
 
 
 def _check_finite(a, name):
@@ -483,7 +485,8 @@ class KronProduct(_KronOperator):
                     continue
                 a = _check_finite(dense_factor(f), f"factors[{i}]")
                 try:
-                    inv.append(scipy.linalg.inv(a, check_finite=False))
+                    with small_lapack(a.shape[0]):
+                        inv.append(scipy.linalg.inv(a, check_finite=False))
                 except np.linalg.LinAlgError:
                     raise np.linalg.LinAlgError(
                         f"factors[{i}] is singular, so the KronProduct is") from None
@@ -555,7 +558,8 @@ class KronProduct(_KronOperator):
         if n == 0:
             return sign, logabs  # the empty product: det of a 0 x 0 matrix is 1
         for f in self.factors:
-            s, la = np.linalg.slogdet(dense_factor(f))
+            with small_lapack(f.shape[0]):
+                s, la = np.linalg.slogdet(dense_factor(f))
             power = n // f.shape[0]
             if s == 0:
                 return self.dtype.type(0) if self.dtype.kind != "c" else 0j, -np.inf
@@ -763,5 +767,6 @@ class KronSum(_KronOperator):
         exps = []
         for f in self.factors:
             a = f.todense() if isinstance(f, KronProduct) else dense_factor(f)
-            exps.append(scipy.linalg.expm(t * a))
+            with small_lapack(a.shape[0]):
+                exps.append(scipy.linalg.expm(t * a))
         return KronProduct(exps)

@@ -19,7 +19,7 @@ from collections import namedtuple
 
 import numpy as np
 import scipy.sparse as sp
-from numba import njit, prange
+from numba import njit
 
 from ._arith import EXACT_DTYPES, complex_mul_mode, mul
 from ._runtime import kernel, serial_kernel
@@ -70,117 +70,132 @@ def _wide(x, sparse_array):
 # --- kernels -------------------------------------------------------------------
 
 @kernel
-def _kron_compressed_fill(a_ptr, a_idx, a_val, b_ptr, b_idx, b_val, b_minor, fused,
-                          out_ptr, out_idx, out_val, nchunks):
-    """CSR (or CSC) of kron(A, B) from the CSR (CSC) arrays of A and B.
+def _kron_compressed_ptr(a_ptr, b_ptr, out_ptr, part, nparts):
+    """Index pointers of kron(A, B) in CSR (or CSC) from those of A and B.
 
     Output row ``ia * mb + ib`` is A's row ``ia`` times B's row ``ib``: its
     length is their product and it starts at ``a_ptr[ia] * nnz(B) +
-    len(A_ia) * b_ptr[ib]``.  Sorted rows in give sorted rows out.  Rows are
-    walked as (ia, ib) pairs: a division per row would cost more than a
-    short row's writes.
+    len(A_ia) * b_ptr[ib]``.  Rows are walked as (ia, ib) pairs: a division
+    per row would cost more than a short row's writes.
     """
     mb = b_ptr.size - 1
     rows = out_ptr.size - 1
     nnz_b = b_ptr[mb]
-    for chunk in prange(nchunks):
-        r0 = rows * chunk // nchunks
-        r1 = rows * (chunk + 1) // nchunks
-        if r0 < r1:
-            ia = r0 // mb
-            ib = r0 - ia * mb
-            for r in range(r0, r1):
-                out_ptr[r] = a_ptr[ia] * nnz_b + (a_ptr[ia + 1] - a_ptr[ia]) * b_ptr[ib]
-                ib += 1
-                if ib == mb:
-                    ib = 0
-                    ia += 1
-    total = a_ptr[a_ptr.size - 1] * nnz_b
-    out_ptr[rows] = total
-    for chunk in prange(nchunks):
-        # chunks of equal nnz: the rows whose first entry falls in the chunk
-        r0 = np.searchsorted(out_ptr, total * chunk // nchunks)
-        r1 = np.searchsorted(out_ptr, total * (chunk + 1) // nchunks)
-        if r0 < r1:
-            ia = r0 // mb
-            ib = r0 - ia * mb
-            for r in range(r0, r1):
-                # unsigned positions: no negative-index wraparound, so the
-                # inner loop vectorises
-                b0 = _U(b_ptr[ib])
-                length = _U(b_ptr[ib + 1]) - b0
-                pos = _U(out_ptr[r])
-                ka0, ka1 = a_ptr[ia], a_ptr[ia + 1]
-                # B rows of one or two entries (identity and banded factors)
-                # keep them in registers and loop over A's row instead
-                if length == 1:
-                    c0, v0 = b_idx[b0], b_val[b0]
-                    for ka in range(ka0, ka1):
-                        out_idx[pos] = a_idx[ka] * b_minor + c0
-                        out_val[pos] = mul(a_val[ka], v0, fused)
-                        pos += _U(1)
-                elif length == 2:
-                    c0, v0 = b_idx[b0], b_val[b0]
-                    c1, v1 = b_idx[b0 + _U(1)], b_val[b0 + _U(1)]
-                    for ka in range(ka0, ka1):
-                        base = a_idx[ka] * b_minor
-                        av = a_val[ka]
-                        out_idx[pos] = base + c0
-                        out_val[pos] = mul(av, v0, fused)
-                        out_idx[pos + _U(1)] = base + c1
-                        out_val[pos + _U(1)] = mul(av, v1, fused)
-                        pos += _U(2)
-                elif length > 2:
-                    for ka in range(ka0, ka1):
-                        base = a_idx[ka] * b_minor
-                        av = a_val[ka]
-                        for t in range(length):
-                            out_idx[pos + t] = base + b_idx[b0 + t]
-                            out_val[pos + t] = mul(av, b_val[b0 + t], fused)
-                        pos += length
-                ib += 1
-                if ib == mb:
-                    ib = 0
-                    ia += 1
+    r0 = rows * part // nparts
+    r1 = rows * (part + 1) // nparts
+    if r0 < r1:
+        ia = r0 // mb
+        ib = r0 - ia * mb
+        for r in range(r0, r1):
+            out_ptr[r] = a_ptr[ia] * nnz_b + (a_ptr[ia + 1] - a_ptr[ia]) * b_ptr[ib]
+            ib += 1
+            if ib == mb:
+                ib = 0
+                ia += 1
+    out_ptr[rows] = a_ptr[a_ptr.size - 1] * nnz_b
+
+
+@kernel
+def _kron_compressed_fill(a_ptr, a_idx, a_val, b_ptr, b_idx, b_val, b_minor, fused,
+                          out_ptr, out_idx, out_val, part, nparts):
+    """Indices and values of kron(A, B) in CSR (or CSC), ``out_ptr`` filled by
+    _kron_compressed_ptr.  Sorted rows in give sorted rows out."""
+    mb = b_ptr.size - 1
+    rows = out_ptr.size - 1
+    total = out_ptr[rows]
+    # chunks of equal nnz: the rows whose first entry falls in the part
+    r0 = np.searchsorted(out_ptr, total * part // nparts)
+    r1 = np.searchsorted(out_ptr, total * (part + 1) // nparts)
+    if r0 < r1:
+        ia = r0 // mb
+        ib = r0 - ia * mb
+        for r in range(r0, r1):
+            # unsigned positions: no negative-index wraparound, so the
+            # inner loop vectorises
+            b0 = _U(b_ptr[ib])
+            length = _U(b_ptr[ib + 1]) - b0
+            pos = _U(out_ptr[r])
+            ka0, ka1 = a_ptr[ia], a_ptr[ia + 1]
+            # B rows of one or two entries (identity and banded factors)
+            # keep them in registers and loop over A's row instead
+            if length == 1:
+                c0, v0 = b_idx[b0], b_val[b0]
+                for ka in range(ka0, ka1):
+                    out_idx[pos] = a_idx[ka] * b_minor + c0
+                    out_val[pos] = mul(a_val[ka], v0, fused)
+                    pos += _U(1)
+            elif length == 2:
+                c0, v0 = b_idx[b0], b_val[b0]
+                c1, v1 = b_idx[b0 + _U(1)], b_val[b0 + _U(1)]
+                for ka in range(ka0, ka1):
+                    base = a_idx[ka] * b_minor
+                    av = a_val[ka]
+                    out_idx[pos] = base + c0
+                    out_val[pos] = mul(av, v0, fused)
+                    out_idx[pos + _U(1)] = base + c1
+                    out_val[pos + _U(1)] = mul(av, v1, fused)
+                    pos += _U(2)
+            elif length > 2:
+                for ka in range(ka0, ka1):
+                    base = a_idx[ka] * b_minor
+                    av = a_val[ka]
+                    for t in range(length):
+                        out_idx[pos + t] = base + b_idx[b0 + t]
+                        out_val[pos + t] = mul(av, b_val[b0 + t], fused)
+                    pos += length
+            ib += 1
+            if ib == mb:
+                ib = 0
+                ia += 1
 
 
 @kernel
 def _kron_coo_fill(a_row, a_col, a_val, b_row, b_col, b_val, mb, nb, fused,
-                   out_row, out_col, out_val, nchunks):
+                   out_row, out_col, out_val, part, nparts):
     """COO of kron(A, B) in scipy's order: A's entries in turn, each times all of B."""
     nnz_b = b_val.size
     total = a_val.size * nnz_b
-    for chunk in prange(nchunks):
-        e = total * chunk // nchunks
-        stop = total * (chunk + 1) // nchunks
-        ka = e // max(nnz_b, 1)
-        kb = e - ka * nnz_b
-        while e < stop:
-            count = min(nnz_b - kb, stop - e)
-            r = a_row[ka] * mb
-            c = a_col[ka] * nb
-            av = a_val[ka]
-            off = _U(e - kb)
-            for t in range(_U(kb), _U(kb + count)):
-                out_row[off + t] = r + b_row[t]
-                out_col[off + t] = c + b_col[t]
-                out_val[off + t] = mul(av, b_val[t], fused)
-            e += count
-            ka += 1
-            kb = 0
+    e = total * part // nparts
+    stop = total * (part + 1) // nparts
+    ka = e // max(nnz_b, 1)
+    kb = e - ka * nnz_b
+    while e < stop:
+        count = min(nnz_b - kb, stop - e)
+        r = a_row[ka] * mb
+        c = a_col[ka] * nb
+        av = a_val[ka]
+        off = _U(e - kb)
+        for t in range(_U(kb), _U(kb + count)):
+            out_row[off + t] = r + b_row[t]
+            out_col[off + t] = c + b_col[t]
+            out_val[off + t] = mul(av, b_val[t], fused)
+        e += count
+        ka += 1
+        kb = 0
 
 
 @kernel
-def _scaled_blocks(a_val, block, fused, out, nchunks):
+def _scaled_blocks(a_val, block, fused, out, part, nparts):
     """``out[k] = a_val[k] * block``: the BSR data of kron(A, dense B)."""
     size = block.size
     n = a_val.size
-    for chunk in prange(nchunks):
-        for k in range(n * chunk // nchunks, n * (chunk + 1) // nchunks):
-            av = a_val[k]
-            base = _U(k * size)
-            for t in range(_U(size)):
-                out[base + t] = mul(av, block[t], fused)
+    for k in range(n * part // nparts, n * (part + 1) // nparts):
+        av = a_val[k]
+        base = _U(k * size)
+        for t in range(_U(size)):
+            out[base + t] = mul(av, block[t], fused)
+
+
+@njit(inline="always")
+def _diagonal_sum(a_has, a_raw, a_only, b_has, b_raw, b_only):
+    """``(present, value)`` of the (diagonal) entry of a kronsum row, from the
+    entries of A's row ``ia`` and B's row ``ib`` (scalars: array arguments
+    would cost reference counting in every row)."""
+    if a_has:
+        if b_has:
+            return True, a_raw + b_raw  # L + R, in that order
+        return True, a_only
+    return b_has, b_only
 
 
 @njit(inline="always")
@@ -190,15 +205,11 @@ def _diagonal_entry(ia, ib, a_has, a_raw, a_only, b_has, b_raw, b_only, tmp):
     Storing into ``tmp`` rounds or wraps the sum to the output dtype before
     the zero test, as scipy's ``csr_plus_csr`` does.
     """
-    if a_has[ia]:
-        if b_has[ib]:
-            tmp[0] = a_raw[ia] + b_raw[ib]  # L + R, in that order
-        else:
-            tmp[0] = a_only[ia]
-    elif b_has[ib]:
-        tmp[0] = b_only[ib]
-    else:
+    present, value = _diagonal_sum(a_has[ia], a_raw[ia], a_only[ia], b_has[ib], b_raw[ib],
+                                   b_only[ib])
+    if not present:
         return False
+    tmp[0] = value
     return tmp[0] != 0
 
 
@@ -213,33 +224,32 @@ def _copy_shifted(idx, val, lo, hi, scale, shift, out_idx, out_val, pos):
 
 
 @kernel
-def _kronsum_count(a_ptr, a_has, a_raw, a_only, b_ptr, b_has, b_raw, b_only, counts, nchunks):
+def _kronsum_count(a_ptr, a_has, a_raw, a_only, b_ptr, b_has, b_raw, b_only, counts, part, nparts):
     """counts[r + 1] = length of kronsum row r = ib * m + ia."""
     m = a_ptr.size - 1
     rows = counts.size - 1
-    for chunk in prange(nchunks):
-        r0 = rows * chunk // nchunks
-        r1 = rows * (chunk + 1) // nchunks
-        tmp = np.empty(1, a_raw.dtype)
-        if r0 < r1:
-            ib = r0 // m
-            ia = r0 - ib * m
-            for r in range(r0, r1):
-                c = (a_ptr[ia + 1] - a_ptr[ia]) + (b_ptr[ib + 1] - b_ptr[ib])
-                if _diagonal_entry(ia, ib, a_has, a_raw, a_only, b_has, b_raw, b_only, tmp):
-                    c += 1
-                counts[r + 1] = c
-                ia += 1
-                if ia == m:
-                    ia = 0
-                    ib += 1
+    r0 = rows * part // nparts
+    r1 = rows * (part + 1) // nparts
+    tmp = np.empty(1, a_raw.dtype)
+    if r0 < r1:
+        ib = r0 // m
+        ia = r0 - ib * m
+        for r in range(r0, r1):
+            c = (a_ptr[ia + 1] - a_ptr[ia]) + (b_ptr[ib + 1] - b_ptr[ib])
+            if _diagonal_entry(ia, ib, a_has, a_raw, a_only, b_has, b_raw, b_only, tmp):
+                c += 1
+            counts[r + 1] = c
+            ia += 1
+            if ia == m:
+                ia = 0
+                ib += 1
     counts[0] = 0
 
 
 @kernel
 def _kronsum_fill(a_ptr, a_idx, a_val, a_split, a_has, a_raw, a_only,
                   b_ptr, b_idx, b_val, b_split, b_has, b_raw, b_only,
-                  out_ptr, out_idx, out_val, out_row, nchunks):
+                  out_ptr, out_idx, out_val, out_row, part, nparts):
     """Row r = ib * m + ia of I_n ⊗ A + B ⊗ I_m, merged in column order.
 
     B's entries left of the diagonal block come first (columns jb * m + ia,
@@ -252,35 +262,34 @@ def _kronsum_fill(a_ptr, a_idx, a_val, a_split, a_has, a_raw, a_only,
     rows = out_ptr.size - 1
     total = out_ptr[rows]
     with_rows = out_row.size > 0
-    for chunk in prange(nchunks):
-        r0 = np.searchsorted(out_ptr, total * chunk // nchunks)
-        r1 = np.searchsorted(out_ptr, total * (chunk + 1) // nchunks)
-        tmp = np.empty(1, out_val.dtype)
-        if r0 < r1:
-            ib = r0 // m
-            ia = r0 - ib * m
-            for r in range(r0, r1):
-                start = _U(out_ptr[r])
-                pos = start
-                base = ib * m
-                b_lo, b_mid, b_hi = _U(b_ptr[ib]), _U(b_ptr[ib] + b_split[ib]), _U(b_ptr[ib + 1])
-                a_lo, a_mid, a_hi = _U(a_ptr[ia]), _U(a_ptr[ia] + a_split[ia]), _U(a_ptr[ia + 1])
-                # B's entries go to columns jb * m + ia, A's to ib * m + ja
-                pos = _copy_shifted(b_idx, b_val, b_lo, b_mid, m, ia, out_idx, out_val, pos)
-                pos = _copy_shifted(a_idx, a_val, a_lo, a_mid, 1, base, out_idx, out_val, pos)
-                if _diagonal_entry(ia, ib, a_has, a_raw, a_only, b_has, b_raw, b_only, tmp):
-                    out_idx[pos] = base + ia
-                    out_val[pos] = tmp[0]
-                    pos += _U(1)
-                pos = _copy_shifted(a_idx, a_val, a_mid, a_hi, 1, base, out_idx, out_val, pos)
-                pos = _copy_shifted(b_idx, b_val, b_mid, b_hi, m, ia, out_idx, out_val, pos)
-                if with_rows:
-                    for p in range(start, pos):
-                        out_row[p] = r
-                ia += 1
-                if ia == m:
-                    ia = 0
-                    ib += 1
+    r0 = np.searchsorted(out_ptr, total * part // nparts)
+    r1 = np.searchsorted(out_ptr, total * (part + 1) // nparts)
+    tmp = np.empty(1, out_val.dtype)
+    if r0 < r1:
+        ib = r0 // m
+        ia = r0 - ib * m
+        for r in range(r0, r1):
+            start = _U(out_ptr[r])
+            pos = start
+            base = ib * m
+            b_lo, b_mid, b_hi = _U(b_ptr[ib]), _U(b_ptr[ib] + b_split[ib]), _U(b_ptr[ib + 1])
+            a_lo, a_mid, a_hi = _U(a_ptr[ia]), _U(a_ptr[ia] + a_split[ia]), _U(a_ptr[ia + 1])
+            # B's entries go to columns jb * m + ia, A's to ib * m + ja
+            pos = _copy_shifted(b_idx, b_val, b_lo, b_mid, m, ia, out_idx, out_val, pos)
+            pos = _copy_shifted(a_idx, a_val, a_lo, a_mid, 1, base, out_idx, out_val, pos)
+            if _diagonal_entry(ia, ib, a_has, a_raw, a_only, b_has, b_raw, b_only, tmp):
+                out_idx[pos] = base + ia
+                out_val[pos] = tmp[0]
+                pos += _U(1)
+            pos = _copy_shifted(a_idx, a_val, a_mid, a_hi, 1, base, out_idx, out_val, pos)
+            pos = _copy_shifted(b_idx, b_val, b_mid, b_hi, m, ia, out_idx, out_val, pos)
+            if with_rows:
+                for p in range(start, pos):
+                    out_row[p] = r
+            ia += 1
+            if ia == m:
+                ia = 0
+                ib += 1
 
 
 _CANONICAL, _UNSORTED, _DUPLICATES, _INVALID = 0, 1, 2, 3
@@ -402,6 +411,7 @@ def _kron_compressed(a, b, orient, shape, dtype, wide, containers, names):
     out, nbytes = _allocate({"data": (nnz, dtype), "indices": (nnz, idx),
                              "indptr": (n_major + 1, idx)}, f"sparse.kron {orient.upper()} output")
     values = out["data"]
+    _kron_compressed_ptr(a_ptr, b_ptr, out["indptr"], nbytes=out["indptr"].nbytes)
     _kron_compressed_fill(a_ptr, a_idx, _kernel_values(a_val, dtype),
                           b_ptr, b_idx, _kernel_values(b_val, dtype), b_minor,
                           complex_mul_mode(dtype), out["indptr"], out["indices"], values,

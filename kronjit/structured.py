@@ -12,7 +12,6 @@ dtype is handled exactly and the kernels compile once per word size.
 import numpy as np
 import scipy.fft
 import scipy.linalg
-from numba import prange
 
 from ._runtime import get_num_threads, kernel
 from ._validation import as_ndarray, into_out, output_array
@@ -26,21 +25,20 @@ _U = np.uint64  # unsigned positions: no wraparound checks, so copy loops vector
 # --- kernels -------------------------------------------------------------------------
 
 @kernel
-def _strided_rows(src, p, first, step, block_width, out, nchunks):
+def _strided_rows(src, p, first, step, block_width, out, part, nparts):
     """``out[i*p + a, :] = src[a, s*block_width : s*block_width + out.shape[1]]``, s = first + step*i."""
     rows, width = out.shape
-    for chunk in prange(nchunks):
-        for row in range(rows * chunk // nchunks, rows * (chunk + 1) // nchunks):
-            i = row // p
-            src_row = src[row - i * p]
-            out_row = out[row]
-            start = _U((first + step * i) * block_width)
-            for t in range(_U(width)):
-                out_row[t] = src_row[start + t]
+    for row in range(rows * part // nparts, rows * (part + 1) // nparts):
+        i = row // p
+        src_row = src[row - i * p]
+        out_row = out[row]
+        start = _U((first + step * i) * block_width)
+        for t in range(_U(width)):
+            out_row[t] = src_row[start + t]
 
 
 @kernel
-def _block_segments(x, y, m, x0, xs, y0, ys, first, step, out, nchunks):
+def _block_segments(x, y, m, x0, xs, y0, ys, first, step, out, part, nparts):
     """Block (i, j) of ``out`` is block ``k = first + step*i + j`` of a stack
     that is ``x[x0 + xs*k]`` for ``k < m`` and ``y[y0 + ys*(k - m)]`` beyond.
 
@@ -50,41 +48,39 @@ def _block_segments(x, y, m, x0, xs, y0, ys, first, step, out, nchunks):
     rows, width = out.shape
     p, w = x.shape[1], x.shape[2]
     n = width // w
-    for chunk in prange(nchunks):
-        for row in range(rows * chunk // nchunks, rows * (chunk + 1) // nchunks):
-            i = row // p
-            a = row - i * p
-            out_row = out[row]
-            k = first + step * i
-            for j in range(n):
-                if k < m:
-                    src = x[x0 + xs * k, a]
-                else:
-                    src = y[y0 + ys * (k - m), a]
-                offset = _U(j * w)
-                for t in range(_U(w)):
-                    out_row[offset + t] = src[t]
-                k += 1
+    for row in range(rows * part // nparts, rows * (part + 1) // nparts):
+        i = row // p
+        a = row - i * p
+        out_row = out[row]
+        k = first + step * i
+        for j in range(n):
+            if k < m:
+                src = x[x0 + xs * k, a]
+            else:
+                src = y[y0 + ys * (k - m), a]
+            offset = _U(j * w)
+            for t in range(_U(w)):
+                out_row[offset + t] = src[t]
+            k += 1
 
 
 @kernel
 def _block_diag_rows(data, row_block, row_start, col_start, block_width, data_start, out,
-                     nchunks):
+                     part, nparts):
     """Each output row: zeros, one row of its block (from ``data``), zeros."""
     rows, width = out.shape
-    for chunk in prange(nchunks):
-        for row in range(rows * chunk // nchunks, rows * (chunk + 1) // nchunks):
-            b = row_block[row]
-            c0 = _U(col_start[b])
-            w = _U(block_width[b])
-            src = _U(data_start[b] + (row - row_start[b]) * block_width[b])
-            out_row = out[row]
-            for t in range(c0):
-                out_row[t] = 0
-            for t in range(w):
-                out_row[c0 + t] = data[src + t]
-            for t in range(c0 + w, _U(width)):
-                out_row[t] = 0
+    for row in range(rows * part // nparts, rows * (part + 1) // nparts):
+        b = row_block[row]
+        c0 = _U(col_start[b])
+        w = _U(block_width[b])
+        src = _U(data_start[b] + (row - row_start[b]) * block_width[b])
+        out_row = out[row]
+        for t in range(c0):
+            out_row[t] = 0
+        for t in range(w):
+            out_row[c0 + t] = data[src + t]
+        for t in range(c0 + w, _U(width)):
+            out_row[t] = 0
 
 
 # --- Python side -----------------------------------------------------------------------

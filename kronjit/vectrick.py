@@ -36,7 +36,7 @@ import threading
 
 import numpy as np
 import scipy.sparse as sp
-from numba import njit, prange
+from numba import njit
 
 from ._arith import muladd
 from ._runtime import kernel, max_threads
@@ -291,7 +291,7 @@ def _move_tile(x, xb, rows, post, tb, lanes, gather):
 
 @kernel
 def _small_group(x, y, pre, post, by_post, lane, fdata, foff, fm, fn, order, tile_elems,
-                 nchunks):
+                 part, nparts):
     """Apply the small factors of one group of consecutive axes, tile by tile.
 
     ``x`` is ``(pre, prod fn, post)`` and ``y`` ``(pre, prod fm, post)``,
@@ -322,82 +322,80 @@ def _small_group(x, y, pre, post, by_post, lane, fdata, foff, fm, fn, order, til
         wide = (lane + post - 1) // post
         ntiles = (pre + wide - 1) // wide
         inner = 1
-    for chunk in prange(nchunks):
-        t0 = ntiles * chunk // nchunks
-        t1 = ntiles * (chunk + 1) // nchunks
-        if t0 >= t1:
-            continue
-        bufs = np.empty((2, tile_elems), x.dtype)
-        cur = np.empty(ng, np.int64)
-        p = 0
-        q0 = 0
-        p0 = 0
-        lanes = 0
-        for tile in range(t0, t1):
-            for g in range(ng):
-                cur[g] = fn[g]
-            if by_post:
-                p = tile // per_row
-                q0 = (tile - p * per_row) * lane
-                w = min(lane, post - q0)
-                src = x
-                sbase = p * p_in * post + q0
-                srs = post
+    t0 = ntiles * part // nparts
+    t1 = ntiles * (part + 1) // nparts
+    if t0 >= t1:
+        return
+    bufs = np.empty((2, tile_elems), x.dtype)
+    cur = np.empty(ng, np.int64)
+    p = 0
+    q0 = 0
+    p0 = 0
+    lanes = 0
+    for tile in range(t0, t1):
+        for g in range(ng):
+            cur[g] = fn[g]
+        if by_post:
+            p = tile // per_row
+            q0 = (tile - p * per_row) * lane
+            w = min(lane, post - q0)
+            src = x
+            sbase = p * p_in * post + q0
+            srs = post
+        else:
+            p0 = tile * wide
+            lanes = min(wide, pre - p0)
+            w = lanes * post
+            tb = bufs[0]
+            _move_tile(x, p0 * p_in * post, p_in, post, tb, lanes, True)
+            src = tb
+            sbase = 0
+            srs = w
+        done = 0
+        side = 1
+        for k in range(ng):
+            g = order[k]
+            if foff[g] < 0:
+                continue
+            done += 1
+            if done == nsteps and by_post:
+                dst = y
+                dbase = p * p_out * post + q0
+                drs = post
             else:
-                p0 = tile * wide
-                lanes = min(wide, pre - p0)
-                w = lanes * post
-                tb = bufs[0]
-                _move_tile(x, p0 * p_in * post, p_in, post, tb, lanes, True)
-                src = tb
-                sbase = 0
-                srs = w
-            done = 0
-            side = 1
-            for k in range(ng):
-                g = order[k]
-                if foff[g] < 0:
-                    continue
-                done += 1
-                if done == nsteps and by_post:
-                    dst = y
-                    dbase = p * p_out * post + q0
-                    drs = post
-                else:
-                    dst = bufs[side]
-                    dbase = 0
-                    drs = w
-                _apply_factor(src, sbase, srs, dst, dbase, drs, cur, g, inner, w,
-                              fdata, foff[g], fm[g], fn[g])
-                cur[g] = fm[g]
-                src = dst
-                sbase = dbase
-                srs = drs
-                side = 1 - side
-            if not by_post:
-                _move_tile(y, p0 * p_out * post, p_out, post, src, lanes, False)
+                dst = bufs[side]
+                dbase = 0
+                drs = w
+            _apply_factor(src, sbase, srs, dst, dbase, drs, cur, g, inner, w,
+                          fdata, foff[g], fm[g], fn[g])
+            cur[g] = fm[g]
+            src = dst
+            sbase = dbase
+            srs = drs
+            side = 1 - side
+        if not by_post:
+            _move_tile(y, p0 * p_out * post, p_out, post, src, lanes, False)
 
 
 @kernel
-def _sparse_axis(indptr, indices, data, x, y, pre, n, post, nchunks):
+def _sparse_axis(indptr, indices, data, x, y, pre, n, post, part, nparts):
     """``y[p, i, :] = sum_k data[k] * x[p, indices[k], :]`` over row ``i`` of a CSR factor."""
     m = indptr.size - 1
     nrows = pre * m
-    for chunk in prange(nchunks):
-        r0 = nrows * chunk // nchunks
-        r1 = nrows * (chunk + 1) // nchunks
-        for row in range(r0, r1):
-            p = row // m
-            i = row - p * m
-            d = _U(row * post)
+    r0 = nrows * part // nparts
+    r1 = nrows * (part + 1) // nparts
+    for row in range(r0, r1):
+        p = row // m
+        i = row - p * m
+        d = _U(row * post)
+        for q in range(post):
+            y[d + _U(q)] = 0
+        xb = p * n
+        for k in range(indptr[i], indptr[i + 1]):
+            v = data[k]
+            s = _U((xb + indices[k]) * post)
             for q in range(post):
-                y[d + _U(q)] = 0
-            xb = p * n
-            for k in range(indptr[i], indptr[i + 1]):
-                v = data[k]
-                s = _U((xb + indices[k]) * post)
-                for q in range(post):
-                    y[d + _U(q)] += v * x[s + _U(q)]
+                y[d + _U(q)] += v * x[s + _U(q)]
 
 
 # --- planning ------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The Numba runtime policy: threads, fork, caches, thread control, info.
+"""The runtime policy: helper threads, fork, caches, thread control, info.
 
 Anything that could abort the interpreter runs in a child process.
 """
@@ -23,6 +23,7 @@ def _tbb_installed():
     return True
 
 
+# kronjit does not use Numba's threading layer; each one selected must still work.
 # tbb where its wheel is installed (the test extra installs it on x86-64)
 LAYERS = ["omp", "workqueue"] + (["tbb"] if _tbb_installed() else [])
 
@@ -38,7 +39,7 @@ def layer_env(layer):
 # 8 threads x 50 calls on outputs big enough for the parallel kernel, each
 # checked against a result computed before the threads start.
 CONCURRENT = """
-import sys, threading
+import os, sys, threading
 import numpy as np, scipy.sparse as sp, kronjit
 import numba
 import scipy.linalg
@@ -98,7 +99,9 @@ def check(i):
     return same(call(), want)
 with ThreadPoolExecutor(max_workers=8) as pool:
     assert all(pool.map(check, range(8 * len(calls))))
-print("OK", numba.threading_layer())
+from numba.np.ufunc import parallel
+assert not parallel._is_initialized  # Numba's pool was never started
+print("OK", os.environ["NUMBA_THREADING_LAYER"], kronjit.info(start_threads=True)["helper_threads"])
 """
 
 
@@ -106,7 +109,7 @@ print("OK", numba.threading_layer())
 @pytest.mark.parametrize("layer", LAYERS)
 def test_eight_threads_fifty_calls_each(layer):
     proc = run_python(CONCURRENT, env=layer_env(layer))
-    assert_child_ok(proc, marker=f"OK {layer}")
+    assert_child_ok(proc, marker=f"OK {layer} {_runtime.max_threads() - 1}")
 
 
 FORK = """
@@ -115,17 +118,22 @@ import numpy as np, kronjit, numba
 from kronjit import _runtime
 a, b = np.random.default_rng(1).standard_normal((128, 64)), np.ones((4, 4))
 expected = np.kron(a, b)
-assert np.array_equal(kronjit.kron(a, b), expected)  # starts the thread pool
-assert numba.threading_layer() == "{layer}"
+assert np.array_equal(kronjit.kron(a, b), expected)
+_runtime.start_helpers()  # (the call above starts them only if a core was free)
+helpers = _runtime.helper_threads()
+assert helpers == _runtime.max_threads() - 1, helpers
 pid = os.fork()
 if pid == 0:
-    ok = _runtime.serial_only() and all(np.array_equal(kronjit.kron(a, b), expected)
-                                        for _ in range(3))
+    # the parent's helpers do not exist here: the child starts its own
+    ok = _runtime.helper_threads() == 0
+    _runtime.start_helpers()
+    ok = ok and _runtime.helper_threads() == helpers and all(
+        np.array_equal(kronjit.kron(a, b), expected) for _ in range(3))
     os._exit(0 if ok else 3)
 _, status = os.waitpid(pid, 0)
 assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
-assert not _runtime.serial_only()
 assert np.array_equal(kronjit.kron(a, b), expected)  # parent still parallel and right
+assert _runtime.helper_threads() == helpers
 print("OK")
 """
 
@@ -133,7 +141,7 @@ print("OK")
 @pytest.mark.subprocess
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 @pytest.mark.parametrize("layer", LAYERS)
-def test_forked_child_uses_serial_twin(layer):
+def test_forked_child_starts_its_own_helpers(layer):
     proc = run_python(FORK.format(layer=layer), env=layer_env(layer))
     assert_child_ok(proc)
 
@@ -176,15 +184,16 @@ def test_multiprocessing_children_after_parallel_kernels(method, tmp_path):
 
 
 @pytest.mark.subprocess
-def test_fork_before_any_parallel_kernel_keeps_child_parallel():
+def test_fork_before_any_parallel_kernel_lets_child_start_helpers():
     proc = run_python("""
         import os, numpy as np, kronjit
         from kronjit import _runtime
         pid = os.fork()
         if pid == 0:
             a = np.ones((128, 64))
-            ok = not _runtime.serial_only() and np.array_equal(kronjit.kron(a, a[:4, :4]),
-                                                                np.kron(a, a[:4, :4]))
+            _runtime.start_helpers()
+            ok = _runtime.helper_threads() == _runtime.max_threads() - 1
+            ok = ok and np.array_equal(kronjit.kron(a, a[:4, :4]), np.kron(a, a[:4, :4]))
             os._exit(0 if ok else 3)
         _, status = os.waitpid(pid, 0)
         assert os.WEXITSTATUS(status) == 0
@@ -271,9 +280,9 @@ def test_eight_processes_build_one_cache_at_once(tmp_path):
 
 @pytest.mark.subprocess
 def test_kernel_suites_pass_with_bounds_checking(tmp_path):
-    """The kernel test modules pass with NUMBA_BOUNDSCHECK=1 on the serial twins
-    (Numba checks no bounds inside prange), so an out-of-bounds index in a
-    kernel raises IndexError instead of corrupting memory."""
+    """The kernel test modules pass with NUMBA_BOUNDSCHECK=1 (on one thread, so
+    that every part runs where its IndexError reaches the test), so an
+    out-of-bounds index in a kernel raises instead of corrupting memory."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     files = [os.path.join("tests", f"test_{m}.py")
              for m in ("dense", "sparse", "structured", "vectrick", "operators")]
@@ -286,11 +295,14 @@ def test_kernel_suites_pass_with_bounds_checking(tmp_path):
     assert " passed" in proc.stdout
 
 
-def test_twins_have_distinct_cache_identities():
+def test_kernels_compile_without_parallel_regions():
+    """A part and its runner are plain nogil functions: no Numba parallel region,
+    which would start Numba's pool; each has its own cache identity."""
     from kronjit.dense import _kron_fill
-    assert _kron_fill.parallel.py_func.__qualname__ != _kron_fill.serial.py_func.__qualname__
-    assert _kron_fill.parallel.targetoptions.get("parallel")
-    assert not _kron_fill.serial.targetoptions.get("parallel")
+    for dispatcher in (_kron_fill.compiled, _kron_fill.runner):
+        options = dispatcher.targetoptions
+        assert options["nogil"] and not options.get("parallel")
+    assert _kron_fill.runner.py_func.__qualname__ != _kron_fill.compiled.py_func.__qualname__
 
 
 # --- numpy's complex rounding -------------------------------------------------------
@@ -329,59 +341,214 @@ def test_set_num_threads_roundtrip_and_validation():
     kronjit.set_num_threads(old)
 
 
-@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2+ Numba threads")
+def _spy_on_single_calls(kernel):
+    """Record ``nparts`` of each call of ``kernel`` that runs whole on the calling thread."""
+    calls, original = [], kernel.compiled
+
+    def spy(*args):
+        calls.append(args[-1])
+        return original(*args)
+    return calls, original, spy
+
+
+@pytest.mark.skipif(_runtime.max_threads() < 2, reason="needs 2+ threads")
 def test_thread_count_applies_to_calls_from_other_threads():
     import threading
     from kronjit.dense import _kron_fill
     a, b = np.ones((256, 64)), np.ones((4, 4))
-    limit = numba.config.NUMBA_NUM_THREADS
-    seen = {}
-
-    def worker():
-        numba.set_num_threads(1)  # Numba's setting is per thread...
-        kronjit.kron(a, b)
-        seen["after"] = numba.get_num_threads()  # ...kronjit's applies anyway
-
+    limit = _runtime.max_threads()
     old = kronjit.set_num_threads(limit)
     try:
-        t = threading.Thread(target=worker)
-        t.start(), t.join()
-        assert seen["after"] == limit
         # Set from a non-main thread, obeyed by the main thread: one thread
-        # means the serial twin with a single chunk.
+        # means the whole output as one part on the calling thread.
         t = threading.Thread(target=kronjit.set_num_threads, args=(1,))
         t.start(), t.join()
-        calls, original = [], _kron_fill.serial
-        _kron_fill.serial = lambda *args: calls.append(args[-1]) or original(*args)
+        calls, original, _kron_fill.compiled = _spy_on_single_calls(_kron_fill)
         try:
             assert np.array_equal(kronjit.kron(a, b), np.kron(a, b))
         finally:
-            _kron_fill.serial = original
+            _kron_fill.compiled = original
         assert calls == [1]
     finally:
         kronjit.set_num_threads(old)
 
 
-def test_busy_parallel_lock_falls_back_to_serial():
+def test_busy_helpers_leave_a_second_caller_on_its_own_thread():
     a = np.random.default_rng(0).standard_normal((256, 64))
     b = np.ones((4, 4))
-    calls = []
     from kronjit.dense import _kron_fill
-    original = _kron_fill.serial
-
-    class Spy:
-        def __call__(self, *args):
-            calls.append(args[-1])
-            return original(*args)
-
-    _kron_fill.serial = Spy()
+    calls, original, _kron_fill.compiled = _spy_on_single_calls(_kron_fill)
     try:
-        with _runtime._parallel_lock:
+        with _runtime._parallel_lock:  # another thread's call has the helpers
             got = kronjit.kron(a, b)
     finally:
-        _kron_fill.serial = original
+        _kron_fill.compiled = original
     assert calls == [1]
     assert np.array_equal(got, np.kron(a, b))
+
+
+# --- helper threads: a late or failing helper -------------------------------------
+
+@_runtime.kernel
+def _mark_parts(out, fail_part, part, nparts):
+    """out[i] = i + 1 for part ``part`` of ``nparts``; raise in part ``fail_part``."""
+    if part == fail_part:
+        raise ValueError("part failed")
+    n = out.size
+    for i in range(n * part // nparts, n * (part + 1) // nparts):
+        out[i] = i + 1
+
+
+def _parallel_size():
+    return 1 << 20  # 8 MiB of float64: above PARALLEL_MIN_BYTES, several parts per thread
+
+
+@pytest.fixture
+def cores_free(monkeypatch):
+    """Every call offers its parts to the helpers, however busy the machine is."""
+    monkeypatch.setattr(_runtime._helpers, "free_cores", lambda: _runtime.max_threads())
+
+
+@pytest.mark.skipif(_runtime.max_threads() < 2, reason="needs 2+ threads")
+def test_late_helper_costs_nothing_and_takes_no_part(monkeypatch, cores_free):
+    """A helper that starts after the caller has taken every part (its core was
+    busy) leaves the call complete and correct, and runs nothing afterwards."""
+    import threading
+    import time
+    _runtime.start_helpers()
+    held = threading.Event()
+    taken = []
+    original = _runtime._Job.run_parts
+
+    def late(job, flag, seen, rounds):
+        if threading.current_thread().name.startswith("kronjit-helper"):
+            held.wait(5)  # held back until the caller has returned
+            taken.append(int(job.tickets[0]))
+        return original(job, flag, seen, rounds)
+
+    out = np.zeros(_parallel_size())
+    with kronjit.num_threads(2):
+        _mark_parts(out, -1, nbytes=out.nbytes)  # compiles
+        monkeypatch.setattr(_runtime._Job, "run_parts", late)
+        out[:] = 0
+        _mark_parts(out, -1, nbytes=out.nbytes)
+    assert np.array_equal(out, np.arange(1, out.size + 1))
+    held.set()
+    deadline = time.monotonic() + 5
+    while not taken and time.monotonic() < deadline:
+        time.sleep(0.01)
+    monkeypatch.setattr(_runtime._Job, "run_parts", original)
+    # every part was taken (and finished) before the helper looked
+    assert taken and taken[0] >= _runtime.parts_for(out.nbytes, 2)
+
+
+@pytest.mark.skipif(_runtime.max_threads() < 2, reason="needs 2+ threads")
+def test_helpers_take_parts_and_sleep_between_calls(monkeypatch, cores_free):
+    import threading
+    import time
+    ran = []
+    original = _runtime._Job.run_parts
+
+    def counted(job, flag, slot, rounds):
+        if slot:
+            before = int(job.tickets[0])
+            result = original(job, flag, slot, rounds)
+            ran.append(before < job.nparts)
+            return result
+        return original(job, flag, slot, rounds)
+
+    out = np.zeros(_parallel_size())
+    with kronjit.num_threads(2):
+        _mark_parts(out, -1, nbytes=out.nbytes)  # compiles and starts the helpers
+        monkeypatch.setattr(_runtime._Job, "run_parts", counted)
+        for _ in range(20):
+            deadline = time.monotonic() + 2  # past HELPER_SPIN_SECONDS the helpers sleep
+            while not all(h.sleeping for h in _runtime._helpers.helpers):
+                assert time.monotonic() < deadline, "a helper never went to sleep"
+                time.sleep(0.001)
+            out[:] = 0
+            _mark_parts(out, -1, nbytes=out.nbytes)  # wakes them; never waits for them
+            assert np.array_equal(out, np.arange(1, out.size + 1))
+    assert any(ran), "no woken helper ever found a part left"
+    assert _runtime.helper_threads() == _runtime.max_threads() - 1
+    assert all(t.daemon for t in threading.enumerate() if t.name.startswith("kronjit-helper"))
+
+
+@pytest.mark.skipif(_runtime.max_threads() < 2, reason="needs 2+ threads")
+@pytest.mark.parametrize("fail_part", [0, 5])
+def test_a_failing_part_raises_in_the_caller(fail_part, cores_free):
+    """The caller raises the part's error after every part that was taken has
+    finished (none is left writing into the output), whichever thread ran it."""
+    out = np.zeros(_parallel_size())
+    with kronjit.num_threads(2):
+        for _ in range(5):
+            with pytest.raises(ValueError, match="part failed"):
+                _mark_parts(out, fail_part, nbytes=out.nbytes)
+            assert _runtime._helpers.job is None
+        _mark_parts(out, -1, nbytes=out.nbytes)  # the helpers still serve
+    assert np.array_equal(out, np.arange(1, out.size + 1))
+
+
+def test_free_cores_counts_running_threads_but_watching_helpers(monkeypatch, tmp_path):
+    loadavg = tmp_path / "loadavg"
+    loadavg.write_bytes(b"0.52 0.58 0.59 3/467 12345\n")
+    fd = os.open(loadavg, os.O_RDONLY)
+    try:
+        monkeypatch.setattr(_runtime, "_LOADAVG", fd)
+        monkeypatch.setattr(_runtime, "_CPU_COUNT", 4)
+        helpers = _runtime._Helpers()
+        assert helpers.free_cores() == 1  # 4 CPUs, 3 threads running
+        helpers.helpers = [_runtime._Helper(), _runtime._Helper()]
+        helpers.helpers[0].sleeping = True
+        assert helpers.free_cores() == 2  # a watching helper's core is its own to use
+        monkeypatch.setattr(_runtime, "_LOADAVG", None)  # no /proc/loadavg
+        assert helpers.free_cores() == len(helpers.helpers)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.skipif(_runtime.max_threads() < 2, reason="needs 2+ threads")
+def test_no_free_core_means_the_caller_alone(monkeypatch):
+    from kronjit.dense import _kron_fill
+    a, b = np.random.default_rng(3).standard_normal((256, 64)), np.ones((4, 4))
+    monkeypatch.setattr(_runtime._helpers, "free_cores", lambda: 0)
+    calls, original, _kron_fill.compiled = _spy_on_single_calls(_kron_fill)
+    try:
+        with kronjit.num_threads(2):
+            got = kronjit.kron(a, b)
+    finally:
+        _kron_fill.compiled = original
+    assert calls == [1]
+    assert np.array_equal(got, np.kron(a, b))
+
+
+@pytest.mark.subprocess
+def test_no_setting_leaks_into_the_process():
+    """kronjit's parallel kernels change no environment variable, no BLAS or OpenMP
+    thread count and no Numba setting, and start no Numba thread pool."""
+    proc = run_python("""
+        import os, numba, numpy as np, threadpoolctl
+        env = dict(os.environ)
+        import kronjit, scipy.linalg  # every library loaded before the first snapshot
+        from numba.np.ufunc import parallel
+        pools = {p["filepath"]: p["num_threads"] for p in threadpoolctl.threadpool_info()}
+        a = np.ones((256, 64))
+        kronjit.kron(a, a[:4, :4]); kronjit.kron_matvec([a[:64], a[:64]], np.ones(4096))
+        a @ a.T
+        spd = np.eye(80) + 0.1
+        op = kronjit.KronProduct([spd, spd[:60, :60]])  # its LAPACK calls limit BLAS threads
+        op.solve(np.ones(4800), shift=0.1), op.logdet(), op.inv()
+        with kronjit.num_threads(1):
+            kronjit.block_toeplitz(np.ones((32, 16, 16)))
+        assert dict(os.environ) == env
+        after = {p["filepath"]: p["num_threads"] for p in threadpoolctl.threadpool_info()}
+        assert all(after[path] == n for path, n in pools.items()), (pools, after)
+        assert any("openblas" in path for path in pools)
+        assert not parallel._is_initialized
+        assert numba.get_num_threads() == numba.config.NUMBA_NUM_THREADS  # starts Numba's pool
+        print("OK")
+    """)
+    assert_child_ok(proc)
 
 
 def test_info_reports_runtime():
