@@ -40,7 +40,7 @@ def main(argv=None):
     cases = [c for c in compare.cases() if c.family != "programs" and (c.quick or not args.quick)]
     rows = spreads(cases, args.calls)
     for case, median, spread in sorted(rows, key=lambda r: -r[2]):
-        print(f"{spread:6.2f}  {f"{median * 1e3:.3f} ms":>8}  {case.family}: {case.name}")
+        print(f"{spread:6.2f}  {median * 1e3:9.3f} ms  {case.family}: {case.name}")
     worst = max(spread for _, _, spread in rows)
     print(f"worst max/median spread over {args.calls} calls: {worst:.2f}")
     return 0
