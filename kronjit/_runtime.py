@@ -22,6 +22,7 @@ of Numba's pool; docs/guide/runtime.md says why):
   ``num_threads``), read by whichever thread launches a kernel.
 """
 import contextlib
+import hashlib
 import itertools
 import operator
 import os
@@ -333,18 +334,25 @@ def _run_parts(flag, slot, rounds, tickets, nparts, *args):  # pragma: no cover 
     return rounds if _load_acquire(tickets, 1) >= nparts else -1
 
 
+_RUNNER_DIGEST = hashlib.sha1(_run_parts.__code__.co_code
+                              + repr(_run_parts.__code__.co_consts).encode()
+                              + repr(_run_parts.__code__.co_names).encode()).hexdigest()[:10]
+
+
 def _parts_runner(func, body):
     """``_run_parts`` compiled for one kernel: ``body`` bound as a global (not a closure
     variable, which Numba's cache would key by object identity), and the code placed in
-    the kernel's own file and line, so that its cache entry lives and expires with it."""
+    the kernel's own file and line, so that its cache entry lives and expires with it.
+    Numba checks only that file's timestamp, so the name carries a digest of the
+    template: a changed template is a new cache entry, not a stale one."""
     code = _run_parts.__code__.replace(co_filename=func.__code__.co_filename,
                                        co_firstlineno=func.__code__.co_firstlineno,
-                                       co_name=func.__name__ + "_parts")
+                                       co_name=f"{func.__name__}_parts_{_RUNNER_DIGEST}")
     runner = types.FunctionType(code, {"body": body, "_fetch_add": _fetch_add,
                                        "_load_acquire": _load_acquire, "_cpu_pause": _cpu_pause,
                                        "_store_release": _store_release,
                                        "__builtins__": __builtins__})
-    runner.__qualname__ = func.__qualname__ + "_parts"
+    runner.__qualname__ = f"{func.__qualname__}_parts_{_RUNNER_DIGEST}"
     runner.__module__ = func.__module__
     return _jit(runner)
 

@@ -303,6 +303,8 @@ def test_kernels_compile_without_parallel_regions():
         options = dispatcher.targetoptions
         assert options["nogil"] and not options.get("parallel")
     assert _kron_fill.runner.py_func.__qualname__ != _kron_fill.compiled.py_func.__qualname__
+    # the runner's cache entry is keyed by its template too (Numba checks one file's stamp)
+    assert _kron_fill.runner.py_func.__qualname__.endswith(_runtime._RUNNER_DIGEST)
 
 
 # --- numpy's complex rounding -------------------------------------------------------
