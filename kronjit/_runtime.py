@@ -280,21 +280,22 @@ def _fetch_add(typingctx, counters, index):
     return nbtypes.int64(counters, index), codegen
 
 
-def _watch(flag, seen, rounds, slot):
-    """Whether ``flag[0]`` moves away from ``seen`` within ``rounds`` pauses.
+# A helper's state, in its slot of the helpers' ``flag`` array.  The caller of a
+# job waits for helpers in the states _COMING to _LEAVING to be back watching
+# before it returns, so that it never has to take the GIL from one of them.
+_WATCHING, _COMING, _RUNNING, _LEAVING, _ELSEWHERE = 0, 1, 2, 3, 4
 
-    ``flag[slot]`` is 0 while the calling helper is in here, without the GIL,
-    and 1 once it returns to Python.
-    """
-    _store_release(flag, slot, 0)
-    moved = False
+
+def _watch(flag, seen, rounds, slot):
+    """Whether ``flag[0]`` moves away from ``seen`` within ``rounds`` pauses."""
+    _store_release(flag, slot, _WATCHING)
     for _ in range(rounds):
         if _load_acquire(flag, 0) != seen:
-            moved = True
-            break
+            _store_release(flag, slot, _COMING)
+            return True
         _cpu_pause()
-    _store_release(flag, slot, 1)
-    return moved
+    _store_release(flag, slot, _ELSEWHERE)
+    return False
 
 
 def _run_parts(flag, slot, rounds, tickets, nparts, *args):  # pragma: no cover - a template
@@ -302,16 +303,15 @@ def _run_parts(flag, slot, rounds, tickets, nparts, *args):  # pragma: no cover 
     left, counting each finished one in ``tickets[1]``: one call per thread, no
     GIL between parts.
 
-    A helper passes its ``slot`` in ``flag`` (2 while it is in here).  The
-    calling thread passes ``slot = 0``: it announces the job (``flag[0]``)
-    only now that it holds no GIL, so that a helper that sees it takes the GIL
-    at once; when no part is left it watches, ``rounds`` pauses at most, for
-    the parts that helpers took to finish and for every helper to leave this
-    function.  It returns the pauses it waited, or -1 if parts are still
-    running.
+    A helper passes its ``slot`` in ``flag``.  The calling thread passes
+    ``slot = 0``: it announces the job (``flag[0]``) only now that it holds no
+    GIL, so that a helper that sees it takes the GIL at once; when no part is
+    left it watches, ``rounds`` pauses at most, for the parts that helpers
+    took to finish and for the helpers that came to be back watching.  It
+    returns the pauses it waited, or -1 if parts are still running.
     """
     if slot:
-        _store_release(flag, slot, 2)
+        _store_release(flag, slot, _RUNNING)
     else:
         _fetch_add(flag, 0)
     while _fetch_add(tickets, 0) < nparts:
@@ -321,12 +321,12 @@ def _run_parts(flag, slot, rounds, tickets, nparts, *args):  # pragma: no cover 
         body(*(args + (part, nparts)))  # noqa: F821 - bound per kernel (_parts_runner)
         _fetch_add(tickets, 1)
     if slot:
-        _store_release(flag, slot, 1)
+        _store_release(flag, slot, _LEAVING)
         return 0
     for waited in range(rounds):
         if _load_acquire(tickets, 1) >= nparts:
             for h in range(1, flag.size):
-                if _load_acquire(flag, h) == 2:
+                if _COMING <= _load_acquire(flag, h) <= _LEAVING:
                     break
             else:
                 return waited
@@ -351,6 +351,8 @@ def _parts_runner(func, body):
     runner = types.FunctionType(code, {"body": body, "_fetch_add": _fetch_add,
                                        "_load_acquire": _load_acquire, "_cpu_pause": _cpu_pause,
                                        "_store_release": _store_release,
+                                       "_RUNNING": _RUNNING, "_LEAVING": _LEAVING,
+                                       "_COMING": _COMING,
                                        "__builtins__": __builtins__})
     runner.__qualname__ = f"{func.__qualname__}_parts_{_RUNNER_DIGEST}"
     runner.__module__ = func.__module__
@@ -412,9 +414,8 @@ class _Helpers:
     never for a helper that has not started, so a helper whose core is busy
     costs the call nothing.  A helper watches ``flag`` for HELPER_SPIN_SECONDS
     after each job, then sleeps on its queue until woken: between calls it
-    takes no core from BLAS or from other processes.  ``flag[1 + i]`` is 0
-    while helper ``i`` watches or sleeps, 1 while it runs Python code (it
-    then needs the GIL) and 2 while it runs parts.
+    takes no core from BLAS or from other processes.  ``flag[1 + i]`` holds
+    helper ``i``'s state (``_WATCHING`` ... ``_ELSEWHERE``).
     """
 
     def __init__(self):
@@ -433,7 +434,7 @@ class _Helpers:
                 self.wait_rounds = max(1, int(CALLER_WAIT_SECONDS / self.seconds_per_round))
             while len(self.helpers) < n:
                 helper = _Helper()
-                self.flag[1 + len(self.helpers)] = 1
+                self.flag[1 + len(self.helpers)] = _ELSEWHERE
                 threading.Thread(target=self._serve, args=(helper, 1 + len(self.helpers)),
                                  daemon=True,
                                  name=f"kronjit-helper-{len(self.helpers)}").start()
@@ -449,10 +450,8 @@ class _Helpers:
                 # helper asleep; both under the GIL, so a job published while the
                 # helper goes to sleep is seen here or comes with a wake-up
                 helper.sleeping = True
-                flag[slot] = 0
                 if self.job is None:
                     helper.wake.get()
-                flag[slot] = 1
                 helper.sleeping = False
             seen = int(flag[0])
             job = self.job
