@@ -7,7 +7,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m kronjit",
                                      description="kronjit: structured-matrix kernels.")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("info", help="report versions, threading layer, threads and cache")
+    sub.add_parser("info", help="report versions, how kernels run in parallel, threads and cache")
     from .compare import add_arguments
     add_arguments(sub.add_parser("compare", help="time kronjit against its references"))
     args = parser.parse_args(argv)

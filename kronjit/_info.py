@@ -1,4 +1,4 @@
-"""Runtime report: versions, threading layer, threads and kernel cache."""
+"""Runtime report: versions, how kernels run in parallel, threads and kernel cache."""
 import os
 import platform
 import sys
