@@ -272,11 +272,15 @@ def _cpu_pause(typingctx):
 
 @intrinsic
 def _fetch_add(typingctx, counters, index):
-    """``counters[index] += 1``, atomically; returns the value before."""
+    """``counters[index] += 1``, atomically; returns the value before.
+
+    Acquire-release: a part's writes happen before the count that reports it
+    finished, and a thread that reads that count sees them.
+    """
     def codegen(context, builder, sig, args):
         ary = context.make_array(sig.args[0])(context, builder, args[0])
         ptr = builder.gep(ary.data, [args[1]])
-        return builder.atomic_rmw("add", ptr, ir.Constant(ir.IntType(64), 1), "monotonic")
+        return builder.atomic_rmw("add", ptr, ir.Constant(ir.IntType(64), 1), "acq_rel")
     return nbtypes.int64(counters, index), codegen
 
 
