@@ -401,8 +401,8 @@ def _mark_parts(out, fail_part, part, nparts):
         out[i] = i + 1
 
 
-def _parallel_size():
-    return 1 << 20  # 8 MiB of float64: above PARALLEL_MIN_BYTES, several parts per thread
+def _parallel_size(mib=8):
+    return mib << 17  # MiB of float64: above PARALLEL_MIN_BYTES, several parts per thread
 
 
 @pytest.fixture
@@ -428,11 +428,13 @@ def test_late_helper_costs_nothing_and_takes_no_part(monkeypatch, cores_free):
             taken.append(int(job.tickets[0]))
         return original(job, flag, seen, rounds)
 
-    out = np.zeros(_parallel_size())
+    # helpers that watch for 1 s after a call instead of 200 us: awake for the next
+    monkeypatch.setattr(_runtime._helpers, "rounds", _runtime._helpers.rounds * 5000)
+    warm, out = np.zeros(_parallel_size()), np.zeros(_parallel_size())
     with kronjit.num_threads(2):
-        _mark_parts(out, -1, nbytes=out.nbytes)  # compiles
+        _mark_parts(warm, -1, nbytes=warm.nbytes)  # compiles, wakes the helpers
+        _mark_parts(warm, -1, nbytes=warm.nbytes)
         monkeypatch.setattr(_runtime._Job, "run_parts", late)
-        out[:] = 0
         _mark_parts(out, -1, nbytes=out.nbytes)
     assert np.array_equal(out, np.arange(1, out.size + 1))
     held.set()
@@ -459,7 +461,7 @@ def test_helpers_take_parts_and_sleep_between_calls(monkeypatch, cores_free):
             return result
         return original(job, flag, slot, rounds)
 
-    out = np.zeros(_parallel_size())
+    out = np.zeros(_parallel_size(64))  # a call long enough for a woken helper to join
     with kronjit.num_threads(2):
         _mark_parts(out, -1, nbytes=out.nbytes)  # compiles and starts the helpers
         monkeypatch.setattr(_runtime._Job, "run_parts", counted)
