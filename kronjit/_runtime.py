@@ -428,14 +428,13 @@ class _Helpers:
         self.flag = np.zeros(max_threads(), np.int64)
         self.job = None
         self.rounds = self.wait_rounds = 0
-        self.seconds_per_round = 0.0
 
     def start(self, n):
         with self.lock:
             if not self.rounds:
-                self.seconds_per_round = _seconds_per_round()
-                self.rounds = max(1, int(HELPER_SPIN_SECONDS / self.seconds_per_round))
-                self.wait_rounds = max(1, int(CALLER_WAIT_SECONDS / self.seconds_per_round))
+                per_round = _seconds_per_round()
+                self.rounds = max(1, int(HELPER_SPIN_SECONDS / per_round))
+                self.wait_rounds = max(1, int(CALLER_WAIT_SECONDS / per_round))
             while len(self.helpers) < n:
                 helper = _Helper()
                 self.flag[1 + len(self.helpers)] = _ELSEWHERE
@@ -490,7 +489,7 @@ class _Helpers:
         try:
             running = int(os.pread(_LOADAVG, 64, 0).split()[3].split(b"/")[0])
         except (OSError, ValueError, IndexError, TypeError):
-            return len(self.helpers)
+            return max_threads()  # unknown (no /proc/loadavg): every helper is offered parts
         watching = sum(not helper.sleeping for helper in self.helpers)
         return _CPU_COUNT - running + watching
 
