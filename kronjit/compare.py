@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-
 from ._runtime import kernel
 from .structured import gather_blocks
 
