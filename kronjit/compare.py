@@ -322,7 +322,7 @@ def _vectrick_case(shapes, k=1, reference="numpy tensordot", quick=False):
 def vectrick_limit(shapes, k, x):
     """What bounds a vec-trick product: a square GEMM of the same flops where a
     factor is large (BLAS throughput), else one parallel copy of ``x`` (memory bandwidth)."""
-    from .vectrick import SMALL_FACTOR_MAX
+    from .vectrick.plan import SMALL_FACTOR_MAX
     if max(max(s) for s in shapes) > SMALL_FACTOR_MAX:
         side = max(2, round((vectrick_flops(shapes, k) / 2) ** (1 / 3)))
         rng = np.random.default_rng(13)
@@ -335,7 +335,7 @@ def vectrick_flops(shapes, k):
     """Flops of the vec-trick in kronjit's order (shrinking factors first)."""
     size = math.prod(n for _, n in shapes) * k
     flops = 0
-    from .vectrick import order_key
+    from .vectrick.plan import order_key
     for m, n in sorted(shapes, key=lambda s: order_key(*s)):
         flops += 2 * m * size
         size = size // n * m

@@ -34,8 +34,8 @@ from ._runtime import serial_in_this_thread
 from ._validation import as_ndarray
 from .dense import kron as _kron
 from .structured import block_toeplitz as _block_toeplitz, toeplitz_blocks
-from .vectrick import (check_factor_list, check_vectors, dense_factor,
-                       kron_matvec as _kron_matvec)
+from .vectrick import kron_matvec as _kron_matvec
+from .vectrick.product import check_factor_list, check_vectors, dense_factor
 
 __all__ = ["kron", "kron_matvec", "block_toeplitz"]
 

@@ -21,6 +21,7 @@ Structure is used wherever it gives an exact shortcut:
 Factors are kept by reference, not copied: do not modify them after building
 an operator (its cached decompositions would go stale).
 """
+import abc
 import math
 import numbers
 from collections import namedtuple
@@ -33,7 +34,7 @@ from scipy.sparse.linalg import LinearOperator
 from ._runtime import small_lapack
 from .dense import kron
 from . import sparse as _sparse
-from .vectrick import _Prepared, apply_prepared, check_factor, check_vectors, dense_factor, transposed
+from .vectrick.product import PreparedProduct, check_factor, check_vectors, dense_factor
 
 __all__ = ["KronProduct", "KronSum", "KronVector", "KronEigh"]
 
@@ -225,8 +226,14 @@ class KronVector:
 
 # --- operators -----------------------------------------------------------------
 
-class _KronOperator(LinearOperator):
-    """What KronProduct and KronSum share: factor checks, products, dense/sparse forms."""
+class _KronOperator(LinearOperator, metaclass=abc.ABCMeta):
+    """What KronProduct and KronSum share: factor checks, scalars, solves and
+    determinants through eigenvalues.
+
+    A subclass supplies the hooks marked abstract: ``_apply`` (every product
+    goes through it), ``_scaled`` and ``_negated``, ``_eigen`` and the dense
+    and sparse forms.
+    """
 
     # numpy scalars and arrays defer to the operator's own __rmul__/__rmatmul__
     __array_ufunc__ = None
@@ -246,9 +253,26 @@ class _KronOperator(LinearOperator):
         return (f"<{self.shape[0]}x{self.shape[1]} {type(self).__name__} ({shapes}) with "
                 f"dtype={self.dtype}>")
 
+    # products -------------------------------------------------------------------
+    @abc.abstractmethod
+    def _apply(self, x, out=None, trans="N"):
+        """``op(K) @ x`` for ``x`` of shape ``(N,)`` or ``(N, k)``, ``op`` given by
+        ``trans`` (``'N'`` or ``'C'``; ``'T'`` too), into ``out`` if given."""
+
+    def _matvec(self, x):
+        return self._apply(x)
+
+    _matmat = _matvec
+
+    def _rmatvec(self, x):
+        return self._apply(x, trans="C")
+
+    _rmatmat = _rmatvec
+
     # numbers ------------------------------------------------------------------
+    @abc.abstractmethod
     def _scaled(self, alpha):
-        raise NotImplementedError
+        """``alpha * K`` as an operator of the same class."""
 
     def __rmul__(self, x):
         if np.isscalar(x):
@@ -258,8 +282,9 @@ class _KronOperator(LinearOperator):
     def __neg__(self):
         return self._negated()
 
+    @abc.abstractmethod
     def _negated(self):
-        raise NotImplementedError
+        """``-K`` as an operator of the same class."""
 
     def __truediv__(self, other):
         if not np.isscalar(other):
@@ -287,8 +312,9 @@ class _KronOperator(LinearOperator):
                                  f"{f.shape}")
 
     # eigen-based methods (``_eigen()`` gives ``(KronVector, KronProduct)``) ----------
+    @abc.abstractmethod
     def _eigen(self, what):
-        raise NotImplementedError
+        """``KronEigh`` of the operator, computed once; ``what`` names the caller in errors."""
 
     def _shifted_eigenvalues(self, shift, what):
         w, q = self._eigen(what)
@@ -318,13 +344,21 @@ class _KronOperator(LinearOperator):
         return _slogdet_from_eigenvalues(lam)
 
     # dense and sparse forms -----------------------------------------------------
+    @abc.abstractmethod
     def todense(self):
         """The operator as a dense ndarray of shape ``(M, N)`` (O(M N) memory)."""
-        raise NotImplementedError
 
     def toarray(self):
         """Same as :meth:`todense`."""
         return self.todense()
+
+    @abc.abstractmethod
+    def tosparse(self, format="csr"):
+        """The operator as a scipy sparse array or matrix in ``format``."""
+
+    @abc.abstractmethod
+    def diagonal(self):
+        """The main diagonal, an ndarray of shape ``(min(M, N),)``."""
 
 
 class KronProduct(_KronOperator):
@@ -383,29 +417,29 @@ class KronProduct(_KronOperator):
             else:
                 mats.append(check_factor(f, f"factors[{i}]"))
         self.factors = tuple(mats)
-        self._preps = {}
+        self._labels = tuple(f"factors[{i}]" for i in range(len(mats)))
+        self._product = PreparedProduct(mats)
         self._inverse = None
         self._eig = None
         dtype = np.result_type(*[f.dtype for f in mats])
         shape = (math.prod(f.shape[0] for f in mats), math.prod(f.shape[1] for f in mats))
         super().__init__(dtype, shape)
 
+    @classmethod
+    def _term(cls, f, label):
+        """A KronSum's term: ``f`` (a checked factor or a KronProduct) as a
+        KronProduct whose errors name its factors after ``label``."""
+        if isinstance(f, KronProduct):
+            term = cls(f.factors)
+            term._labels = tuple(f"{label}.factors[{j}]" for j in range(len(f.factors)))
+        else:
+            term = cls([f])
+            term._labels = (label,)
+        return term
+
     # products -------------------------------------------------------------------
-    def _prepared(self, trans):
-        prep = self._preps.get(trans)
-        if prep is None:
-            prep = self._preps[trans] = _Prepared([transposed(f, trans) for f in self.factors])
-        return prep
-
-    def _matvec(self, x):
-        return apply_prepared(self._prepared("N"), x)
-
-    _matmat = _matvec
-
-    def _rmatvec(self, x):
-        return apply_prepared(self._prepared("C"), x, trans="C")
-
-    _rmatmat = _rmatvec
+    def _apply(self, x, out=None, trans="N"):
+        return self._product.apply(x, out, trans)
 
     def _transpose(self):
         return KronProduct([f.T for f in self.factors])
@@ -479,17 +513,17 @@ class KronProduct(_KronOperator):
         if self._inverse is None:
             self._require_square("KronProduct.inv")
             inv = []
-            for i, (f, pf) in enumerate(zip(self.factors, self._prepared("N").factors)):
-                if pf.kind == "identity":
+            for i, (f, label) in enumerate(zip(self.factors, self._labels)):
+                if self._product.is_identity(i):
                     inv.append(f)
                     continue
-                a = _check_finite(dense_factor(f), f"factors[{i}]")
+                a = _check_finite(dense_factor(f), label)
                 try:
                     with small_lapack(a.shape[0]):
                         inv.append(scipy.linalg.inv(a, check_finite=False))
                 except np.linalg.LinAlgError:
                     raise np.linalg.LinAlgError(
-                        f"factors[{i}] is singular, so the KronProduct is") from None
+                        f"{label} is singular, so the KronProduct is") from None
             self._inverse = KronProduct(inv)
         return self._inverse
 
@@ -526,7 +560,7 @@ class KronProduct(_KronOperator):
     def _eigen(self, what):
         if self._eig is None:
             self._require_square(what)
-            pairs = [_factor_eigh(f, f"factors[{i}]", what) for i, f in enumerate(self.factors)]
+            pairs = [_factor_eigh(f, label, what) for f, label in zip(self.factors, self._labels)]
             self._eig = KronEigh(KronVector([w for w, _ in pairs], "product"),
                                  KronProduct([q for _, q in pairs]))
         return self._eig
@@ -618,72 +652,64 @@ class KronSum(_KronOperator):
             mats.append(f)
         dtype = np.result_type(*[f.dtype for f in mats])
         self.factors = tuple(mats)
-        self._terms = {}
+        # every term a KronProduct: a plain factor is a product of one
+        self._terms = tuple(KronProduct._term(f, f"factors[{i}]") for i, f in enumerate(mats))
+        self._embedded = None
         self._eig = None
         n = math.prod(f.shape[0] for f in mats)
         super().__init__(dtype, (n, n))
 
+    @classmethod
+    def _of_terms(cls, terms):
+        """A KronSum of ``terms`` (KronProducts; those of one factor given as that factor)."""
+        return cls([t.factors[0] if len(t.factors) == 1 else t for t in terms])
+
     # products -------------------------------------------------------------------
-    def _term_preps(self, trans):
-        """Term ``i`` as a prepared product ``I ⊗ Ai ⊗ I`` (Ai cast to the sum's dtype)."""
-        preps = self._terms.get(trans)
-        if preps is None:
-            sizes = [f.shape[0] for f in self.factors]
-            preps = []
-            for i, f in enumerate(self.factors):
-                inner = list(f.factors) if isinstance(f, KronProduct) else [f]
-                inner = [transposed(g.astype(self.dtype, copy=False), trans) for g in inner]
+    def _embedded_terms(self):
+        """Term ``i`` as the product ``I ⊗ Ti ⊗ I`` in the sum's dtype."""
+        if self._embedded is None:
+            sizes = [t.shape[0] for t in self._terms]
+            embedded = []
+            for i, term in enumerate(self._terms):
                 pre, post = math.prod(sizes[:i]), math.prod(sizes[i + 1:])
                 # bool identities: they promote to nothing, and are detected and skipped
                 before = [sp.identity(pre, dtype=np.bool_, format="csr")] if pre > 1 else []
                 after = [sp.identity(post, dtype=np.bool_, format="csr")] if post > 1 else []
-                preps.append(_Prepared(before + inner + after))
-            self._terms[trans] = preps
-        return preps
+                inner = [f.astype(self.dtype, copy=False) for f in term.factors]
+                embedded.append(KronProduct(before + inner + after))
+            self._embedded = tuple(embedded)
+        return self._embedded
 
-    def _apply(self, x, trans):
-        preps = self._term_preps(trans)
-        y = apply_prepared(preps[0], x, trans=trans)
-        if len(preps) > 1:
+    def _apply(self, x, out=None, trans="N"):
+        first, *rest = self._embedded_terms()
+        y = first._apply(x, out, trans)
+        if rest:
             term = np.empty_like(y)
-            for prep in preps[1:]:
-                apply_prepared(prep, x, out=term, trans=trans)
+            for product in rest:
+                product._apply(x, term, trans)
                 y += term
         return y
 
-    def _matvec(self, x):
-        return self._apply(x, "N")
-
-    _matmat = _matvec
-
-    def _rmatvec(self, x):
-        return self._apply(x, "C")
-
-    _rmatmat = _rmatvec
-
     def _transpose(self):
-        return KronSum([f.T for f in self.factors])
+        return self._of_terms(t.T for t in self._terms)
 
     def _adjoint(self):
-        return KronSum([f.H if isinstance(f, KronProduct) else f.conj().T
-                        for f in self.factors])
+        return self._of_terms(t.H for t in self._terms)
 
     def _scaled(self, alpha):
         # alpha (A ⊕ B) = (alpha A) ⊕ (alpha B)
-        return KronSum([f._scaled(alpha) if isinstance(f, KronProduct) else f * alpha
-                        for f in self.factors])
+        return self._of_terms(t._scaled(alpha) for t in self._terms)
 
     def _negated(self):
-        return KronSum([-f for f in self.factors])
+        return self._of_terms(-t for t in self._terms)
 
     # forms ------------------------------------------------------------------------
     def todense(self):
         """The sum formed densely, ``sum_i kron(I, Ai, I)``, shape ``(N, N)``."""
-        sizes = [f.shape[0] for f in self.factors]
+        sizes = [t.shape[0] for t in self._terms]
         out = None
-        for i, f in enumerate(self.factors):
-            a = f.todense() if isinstance(f, KronProduct) else dense_factor(f)
-            a = a.astype(self.dtype, copy=False)
+        for i, t in enumerate(self._terms):
+            a = t.todense().astype(self.dtype, copy=False)
             pre, post = math.prod(sizes[:i]), math.prod(sizes[i + 1:])
             term = kron(np.eye(pre, dtype=self.dtype), a, np.eye(post, dtype=self.dtype))
             out = term if out is None else np.add(out, term, out=out)
@@ -691,16 +717,14 @@ class KronSum(_KronOperator):
 
     def tosparse(self, format="csr"):
         """The sum built with :func:`kronjit.sparse.kronsum`, in ``format``."""
-        mats = [f.tosparse() if isinstance(f, KronProduct) else f for f in self.factors]
-        out = sp.csr_array(mats[0]) if len(mats) == 1 else mats[0]
+        mats = [t.tosparse() for t in self._terms]
+        out = mats[0]
         for f in mats[1:]:
             out = _sparse.kronsum(f, out)  # scipy's kronsum(B, A) is A ⊕ B
-        if not sp.issparse(out):
-            out = sp.csr_array(out)
         return out.asformat(format).astype(self.dtype, copy=False)
 
     def _factor_diagonals(self):
-        return [np.asarray(f.diagonal()).astype(self.dtype, copy=False) for f in self.factors]
+        return [t.diagonal().astype(self.dtype, copy=False) for t in self._terms]
 
     def diagonal(self):
         """The main diagonal: the Kronecker sum of the factors' diagonals."""
@@ -714,15 +738,10 @@ class KronSum(_KronOperator):
     def _eigen(self, what):
         if self._eig is None:
             ws, qs = [], []
-            for i, f in enumerate(self.factors):
-                if isinstance(f, KronProduct):
-                    w, q = f._eigen(what)
-                    ws.append(w.toarray())
-                    qs.extend(q.factors)
-                else:
-                    w, q = _factor_eigh(f, f"factors[{i}]", what)
-                    ws.append(w)
-                    qs.append(q)
+            for t in self._terms:
+                w, q = t._eigen(what)
+                ws.append(w.toarray())
+                qs.extend(q.factors)
             self._eig = KronEigh(KronVector(ws, "sum"), KronProduct(qs))
         return self._eig
 
@@ -765,8 +784,8 @@ class KronSum(_KronOperator):
         """
         t = _check_scalar(t)
         exps = []
-        for f in self.factors:
-            a = f.todense() if isinstance(f, KronProduct) else dense_factor(f)
+        for term in self._terms:
+            a = term.todense()
             with small_lapack(a.shape[0]):
                 exps.append(scipy.linalg.expm(t * a))
         return KronProduct(exps)

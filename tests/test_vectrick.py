@@ -15,7 +15,9 @@ from hypothesis import given, strategies as st
 
 import kronjit
 from conftest import assert_product_close, dense, dense_kron, rand
-from kronjit import vectrick
+from kronjit.vectrick import plan as vplan
+from kronjit.vectrick.plan import Factor
+from kronjit.vectrick.product import PreparedProduct
 
 
 def assert_matvec_close(got, factors, x, trans="N"):
@@ -188,10 +190,10 @@ def test_all_identity_copies_x():
 def test_factor_order_shrinks_first():
     # The (2 x 40) factor shrinks the tensor 20-fold: applied first, every
     # later step works on 20x less; the (50 x 5) one grows it, so it goes last.
-    grow = vectrick._Factor("dense", 50, 5, None)
-    shrink = vectrick._Factor("dense", 2, 40, None)
-    square = vectrick._Factor("dense", 30, 30, None)
-    steps = vectrick._plan([grow, square, shrink], 8, True, 1 << 30)
+    grow = Factor("dense", 50, 5)
+    shrink = Factor("dense", 2, 40)
+    square = Factor("dense", 30, 30)
+    steps = vplan.group_factors([grow, square, shrink], 8, True, 1 << 30)
     assert [s.factors[0] for s in steps] == [shrink, square, grow]
 
 
@@ -200,11 +202,11 @@ def test_small_factors_are_grouped_into_few_passes(big):
     """Groups are as large as the tile allows: TILE_BYTES / (LANE * itemsize) rows
     on small tensors, TILE_BYTES / (GROUP_LANE * itemsize) on big ones; they are
     formed from the last axis back, so that the last group is a full one."""
-    small = [vectrick._Factor("small", 4, 4, None) for _ in range(10)]
-    tensor_bytes = vectrick.GROUP_LANE_MIN_BYTES if big else vectrick.GROUP_LANE_MIN_BYTES - 1
-    steps = vectrick._plan(small, 8, True, tensor_bytes)
-    per_group = math.floor(math.log(vectrick.TILE_BYTES // ((vectrick.GROUP_LANE if big else
-                                                             vectrick.LANE) * 8), 4))
+    small = [Factor("small", 4, 4) for _ in range(10)]
+    tensor_bytes = vplan.GROUP_LANE_MIN_BYTES if big else vplan.GROUP_LANE_MIN_BYTES - 1
+    steps = vplan.group_factors(small, 8, True, tensor_bytes)
+    per_group = math.floor(math.log(vplan.TILE_BYTES // ((vplan.GROUP_LANE if big else
+                                                          vplan.LANE) * 8), 4))
     assert per_group >= 2
     assert [len(s.axes) for s in steps][1:] == [per_group] * (len(steps) - 1)
     assert len(steps) == math.ceil(10 / per_group)
@@ -212,19 +214,19 @@ def test_small_factors_are_grouped_into_few_passes(big):
 
 
 def test_two_mid_size_factors_share_a_pass():
-    mid = [vectrick._Factor("small", 32, 32, None) for _ in range(4)]
-    eye = vectrick._Factor("identity", 16, 16, None)
-    steps = vectrick._plan(mid + [eye], 8, True, 1 << 30)
-    assert [s.axes for s in steps] == [[0, 1], [2, 3]]
+    mid = [Factor("small", 32, 32) for _ in range(4)]
+    eye = Factor("identity", 16, 16)
+    steps = vplan.group_factors(mid + [eye], 8, True, 1 << 30)
+    assert [s.axes for s in steps] == [(0, 1), (2, 3)]
 
 
 def test_identities_at_the_ends_do_not_join_a_group():
     # an identity at either end (the k axis) would only shorten the post run the kernel vectorises over
-    f = vectrick._Factor("small", 4, 4, None)
-    eye = vectrick._Factor("identity", 32, 32, None)
+    f = Factor("small", 4, 4)
+    eye = Factor("identity", 32, 32)
     for factors in ([f, eye], [eye, f], [eye, f, eye]):
-        (step,) = vectrick._plan(factors, 8, True, 1 << 30)
-        assert step.factors == [f]
+        (step,) = vplan.group_factors(factors, 8, True, 1 << 30)
+        assert step.factors == (f,)
 
 
 @pytest.mark.parametrize("extra", [0, 37])
@@ -234,8 +236,8 @@ def test_long_lanes_from_post(extra):
     rng = np.random.default_rng(30)
     factors = [rand(rng, (3, 4), "float64"), rand(rng, (5, 3), "float64")]
     x = rand(rng, (12, k), "float64")
-    (step,) = vectrick._Prepared(factors).program(np.dtype(np.float64), k).steps
-    assert step.args[3] > vectrick.LANE  # (pre, post, by_post, lane, ...)
+    (step,) = PreparedProduct(factors).plan(np.dtype(np.float64), k).steps
+    assert step.lane > vplan.LANE
     assert_matvec_close(kronjit.kron_matvec(factors, x), factors, x)
 
 
@@ -246,16 +248,16 @@ def test_short_post_gathered_from_pre(monkeypatch, dtype, post, gather_lane):
     """A group whose post is too short to vectorise gathers whole post runs of
     several positions of pre into its tiles: 37 positions (not a multiple of the
     eight moved together) of pre, one or several tiles, results unchanged."""
-    monkeypatch.setattr(vectrick, "GATHER_LANE", gather_lane)
+    monkeypatch.setattr(vplan, "GATHER_LANE", gather_lane)
     rng = np.random.default_rng(post)
     # (the 37 x 39 factor shrinks the tensor, so BLAS applies it first)
     factors = [rand(rng, (37, 39), dtype), rand(rng, (3, 4), dtype), rand(rng, (5, 2), dtype)]
     if post > 1:
         factors.append(np.eye(post, dtype=dtype))
     x = rand(rng, (39 * 8 * post,), dtype)
-    prep = vectrick._Prepared(factors)
-    small = [s for s in prep.program(np.dtype(dtype), 1).steps if s.kind == "small"]
-    assert [(s.axes, s.args[:3]) for s in small] == [([1, 2], (37, post, False))]
+    steps = PreparedProduct(factors).plan(np.dtype(dtype), 1).steps
+    small = [s for s in steps if isinstance(s, vplan.SmallGroup)]
+    assert [(list(s.fn), s.pre, s.post, s.by_post) for s in small] == [([4, 2], 37, post, False)]
     assert_matvec_close(kronjit.kron_matvec(factors, x), factors, x)
 
 
@@ -266,10 +268,10 @@ def test_all_large_factors_rotate_through_plain_gemms(dtype):
     the batched GEMM in the middle."""
     rng = np.random.default_rng(33)
     factors = [rand(rng, s, dtype) for s in SHAPES["gemm_all"]]
-    assert step_kinds(factors) == ["rotate"] * 3
-    assert step_kinds(factors, 2) == ["dense"] * 3
-    assert step_kinds(factors[::-1]) == ["dense"] * 3  # keys out of axis order
-    assert step_kinds(factors[:2]) == ["dense"] * 2
+    assert step_kinds(factors) == ["RotatedGemm"] * 3
+    assert step_kinds(factors, 2) == ["Gemm"] * 3
+    assert step_kinds(factors[::-1]) == ["Gemm"] * 3  # keys out of axis order
+    assert step_kinds(factors[:2]) == ["Gemm"] * 2
     x = rand(rng, (21 * 20 * 17,), dtype)
     assert_matvec_close(kronjit.kron_matvec(factors, x), factors, x)
     y = rand(rng, (17 * 19 * 18,), dtype)
@@ -277,27 +279,27 @@ def test_all_large_factors_rotate_through_plain_gemms(dtype):
 
 
 def step_kinds(factors, k=1):
-    prep = vectrick._Prepared(factors)
-    return [s.kind for s in prep.program(prep.dtype, k).steps]
+    product = PreparedProduct(factors)
+    return [type(s).__name__ for s in product.plan(product.dtype, k).steps]
 
 
 def test_mid_size_factors_are_fused_only_on_big_tensors():
     rng = np.random.default_rng(31)
     mid = [rand(rng, (24, 20), "float64"), rand(rng, (17, 32), "float64")]
-    assert step_kinds(mid) == ["dense", "dense"]  # 640 entries: BLAS
-    big_k = -(-vectrick.MID_FUSE_MIN_BYTES // (20 * 32 * 8))
-    assert step_kinds(mid, big_k) == ["small"]
-    assert step_kinds([rand(rng, (33, 4), "float64")] * 2, big_k) == ["dense", "dense"]
+    assert step_kinds(mid) == ["Gemm", "Gemm"]  # 640 entries: BLAS
+    big_k = -(-vplan.MID_FUSE_MIN_BYTES // (20 * 32 * 8))
+    assert step_kinds(mid, big_k) == ["SmallGroup"]
+    assert step_kinds([rand(rng, (33, 4), "float64")] * 2, big_k) == ["Gemm", "Gemm"]
 
 
 @pytest.mark.parametrize("k", [None, 3])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_mid_size_factors_fused(monkeypatch, dtype, k):
-    monkeypatch.setattr(vectrick, "MID_FUSE_MIN_BYTES", 0)
+    monkeypatch.setattr(vplan, "MID_FUSE_MIN_BYTES", 0)
     rng = np.random.default_rng(32)
     shapes = [(20, 18), (3, 2), (17, 32)]  # two fused groups, a dense check of 1020 x 1152
     factors = [rand(rng, s, dtype) for s in shapes]
-    assert set(step_kinds(factors, k or 1)) == {"small"}
+    assert set(step_kinds(factors, k or 1)) == {"SmallGroup"}
     n = math.prod(s[1] for s in shapes)
     x = rand(rng, (n,) if k is None else (n, k), dtype)
     assert_matvec_close(kronjit.kron_matvec(factors, x), factors, x)

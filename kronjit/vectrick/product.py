@@ -1,0 +1,251 @@
+"""A Kronecker product prepared for repeated products: ``PreparedProduct``.
+
+Factors are checked and classified (identity, sparse, dense) once; plans are
+made per result dtype, column count and transpose, and kept.  ``kron_matvec``
+prepares one per call; the operators in :mod:`kronjit.operators` keep theirs,
+so an iterative solver's repeated products pay only for the kernels.  This is
+the vec-trick's interface to the rest of the package, with the factor checks
+the operators and the Dask module share.
+"""
+import math
+import threading
+
+import numpy as np
+import scipy.sparse as sp
+
+from .._validation import as_ndarray, check_out, check_sparse, ensure_arrays_allocatable
+from .plan import Factor, make_plan
+
+__all__ = ["PreparedProduct", "check_factor", "check_factor_list", "check_trans",
+           "check_vectors", "dense_factor", "transposed"]
+
+#: Work buffers up to this size are kept per thread between calls, so that an
+#: iterative solver calling the product again does not pay for fresh pages.
+WORKSPACE_CACHE_BYTES = 1 << 26
+
+_TRANS = {"N": "N", "T": "T", "C": "C", "H": "C", 0: "N", 1: "T", 2: "C"}
+
+
+# --- checks ------------------------------------------------------------------------
+
+def check_trans(trans):
+    """``trans`` as ``'N'``, ``'T'`` or ``'C'`` (``'H'`` and 0-2 accepted); ValueError otherwise."""
+    try:
+        return _TRANS[trans]
+    except (KeyError, TypeError):
+        raise ValueError(f"trans must be 'N', 'T' or 'C', got {trans!r}") from None
+
+
+def check_factor(f, name):
+    """``f`` as a 2-D numeric ndarray or a checked scipy sparse array; TypeError/ValueError
+    naming ``name``."""
+    if sp.issparse(f):
+        if f.ndim != 2:
+            raise ValueError(f"{name} must be 2-D, got a {f.ndim}-D sparse array")
+        if f.dtype.kind not in "biufc":
+            raise TypeError(f"{name} has dtype {f.dtype}; expected a numeric dtype")
+        return check_sparse(f, name)
+    f = as_ndarray(f, name)
+    if f.ndim != 2:
+        raise ValueError(f"{name} must be 2-D, got shape {f.shape}")
+    if f.dtype.kind not in "biufc":
+        raise TypeError(f"{name} has dtype {f.dtype}; expected a numeric dtype")
+    return f
+
+
+def check_factor_list(factors, name="factors"):
+    """A non-empty list or tuple of factors, each checked by check_factor."""
+    if not isinstance(factors, (list, tuple)):
+        raise TypeError(f"{name} must be a list or tuple of 2-D arrays or sparse matrices, "
+                        f"got {type(factors).__name__}")
+    if len(factors) == 0:
+        raise ValueError(f"{name} must hold at least one factor")
+    return [check_factor(f, f"{name}[{i}]") for i, f in enumerate(factors)]
+
+
+def check_vectors(x, name):
+    """``x`` as a dense numeric ndarray of shape ``(N,)`` or ``(N, k)``; TypeError or
+    ValueError naming ``name`` otherwise."""
+    if sp.issparse(x):
+        raise TypeError(f"{name} must be a dense array; got a scipy sparse matrix "
+                        f"(use {name}.toarray(), or a KronProduct operator)")
+    x = as_ndarray(x, name)
+    if x.dtype.kind not in "biufc":
+        raise TypeError(f"{name} has dtype {x.dtype}; expected a numeric dtype")
+    if x.ndim not in (1, 2):
+        raise ValueError(f"{name} must be 1-D of shape (N,) or 2-D of shape (N, k), got shape "
+                         f"{x.shape}")
+    return x
+
+
+def dense_factor(f):
+    """A factor as an ndarray (scipy sparse ones formed)."""
+    return f.toarray() if sp.issparse(f) else np.asarray(f)
+
+
+def transposed(f, trans):
+    """``f``, ``f.T`` or ``f.conj().T`` for ``trans`` 'N', 'T' or 'C'."""
+    if trans != "N":
+        f = f.T
+        if trans == "C" and f.dtype.kind == "c":
+            f = f.conj()
+    return f
+
+
+def _is_identity(f):
+    m, n = f.shape
+    if m != n:
+        return False
+    if sp.issparse(f):
+        f = f.tocsr(copy=True)  # a copy: summing duplicates must not touch the caller's matrix
+        f.sum_duplicates()
+        return (f.nnz == n and np.array_equal(f.indices, np.arange(n))
+                and np.array_equal(f.indptr, np.arange(n + 1)) and bool(np.all(f.data == 1)))
+    return np.count_nonzero(f) == n and bool(np.all(np.diagonal(f) == 1))
+
+
+def _classified(f):
+    m, n = f.shape
+    if _is_identity(f):
+        return Factor("identity", m, n)
+    if sp.issparse(f):
+        # duplicates need no summing: the kernel adds every entry
+        return Factor("sparse", m, n, f)
+    return Factor("dense", m, n, f)
+
+
+def _transposed_factor(f, trans):
+    if trans == "N":
+        return f._replace(data=f.data.tocsr() if f.kind == "sparse" else f.data)
+    data = None if f.data is None else transposed(f.data, trans)
+    if f.kind == "sparse":
+        data = data.tocsr()
+    return Factor(f.kind, f.n, f.m, data)
+
+
+# --- work buffers --------------------------------------------------------------------
+
+_workspace = threading.local()
+
+
+def _work_buffer(slot, size, dtype):
+    """A flat buffer of ``size`` elements, reused from this thread's last call when it fits."""
+    cache = getattr(_workspace, "buffers", None)
+    if cache is None:
+        cache = _workspace.buffers = [None, None]
+    nbytes = size * dtype.itemsize
+    buf = cache[slot]
+    if buf is not None and buf.dtype == dtype and buf.size >= size:
+        return buf[:size]
+    buf = np.empty(size, dtype)
+    cache[slot] = buf if nbytes <= WORKSPACE_CACHE_BYTES else None
+    return buf
+
+
+# --- the prepared product --------------------------------------------------------------
+
+class PreparedProduct:
+    """``kron(*factors)`` ready to multiply vectors, its plans kept.
+
+    Parameters
+    ----------
+    factors : list of 2-D ndarray or scipy sparse
+        Already checked (``check_factor_list``).  Kept by reference.
+
+    Attributes
+    ----------
+    factors : tuple of Factor
+        The factors classified, in ``trans='N'`` orientation.
+    dtype : numpy.dtype
+        numpy's promotion of the factors' dtypes.
+    """
+    __slots__ = ("factors", "dtype", "_arrays", "_oriented", "_plans")
+    #: Plans kept per product (each a dtype, column count and transpose).
+    MAX_PLANS = 8
+
+    def __init__(self, factors):
+        self._arrays = tuple(factors)  # for out='s overlap check: dense and sparse buffers
+        self.factors = tuple(_classified(f) for f in factors)
+        self.dtype = np.result_type(*[f.dtype for f in factors])
+        self._oriented = {}
+        self._plans = {}
+
+    def is_identity(self, i):
+        """Whether factor ``i`` is an identity matrix (skipped by products)."""
+        return self.factors[i].kind == "identity"
+
+    def shape(self, trans="N"):
+        """``(M, N)`` of ``kron(*factors)`` (transposed for ``'T'``/``'C'``)."""
+        fs = self._factors(trans)
+        return math.prod(f.m for f in fs), math.prod(f.n for f in fs)
+
+    def _factors(self, trans):
+        fs = self._oriented.get(trans)
+        if fs is None:
+            fs = self._oriented[trans] = tuple(_transposed_factor(f, trans) for f in self.factors)
+        return fs
+
+    def plan(self, dtype, k, trans="N"):
+        """The plan for a result of ``dtype`` with ``k`` columns (made once, kept)."""
+        key = (dtype, k, trans)
+        plan = self._plans.get(key)
+        if plan is None:
+            if len(self._plans) >= self.MAX_PLANS:
+                self._plans.clear()
+            plan = self._plans[key] = make_plan(self._factors(trans), dtype, k)
+        return plan
+
+    def apply(self, x, out=None, trans="N"):
+        """``op(kron(*factors)) @ x`` for ``op`` given by ``trans`` (see ``kron_matvec``)."""
+        x_in = x
+        x = check_vectors(x, "x")
+        fs = self._factors(trans)
+        ns = tuple(f.n for f in fs)
+        big_n = math.prod(ns)
+        if x.shape[0] != big_n:
+            raise ValueError(
+                f"x has {x.shape[0]} rows, but the factors' column counts {ns} multiply "
+                f"to {big_n}" + (" (trans='T'/'C' uses the row counts)" if trans != "N" else ""))
+        k = x.shape[1] if x.ndim == 2 else 1
+        dtype = np.result_type(self.dtype, x.dtype)
+        out_shape = (math.prod(f.m for f in fs),) + x.shape[1:]
+        if out is not None:
+            check_out(out, out_shape, dtype,
+                      {"x": x_in, **{f"factors[{i}]": f for i, f in enumerate(self._arrays)}})
+        plan = self.plan(dtype, k, trans)
+        work = plan.work
+        need = {}
+        if out is None:
+            need["result"] = (math.prod(out_shape), dtype)
+        for slot, size in enumerate(plan.slot_sizes):
+            if size:
+                need[f"work buffer {slot + 1}"] = (size, work)
+        if x.dtype != work or not x.flags.c_contiguous:
+            need["x copy"] = (x.size, work)
+        ensure_arrays_allocatable(need, "kron_matvec")
+        flat_x = x.reshape(-1) if x.flags.c_contiguous else np.ascontiguousarray(x).reshape(-1)
+        result = np.empty(out_shape, dtype) if out is None else out
+        if result.size == 0:
+            return result
+        if big_n == 0 or not plan.steps:
+            if big_n == 0:
+                result.fill(0)
+            else:
+                np.copyto(result, x.reshape(out_shape), casting="unsafe")
+            return result
+        cur = flat_x.astype(work, copy=False)
+        final = result.reshape(-1) if plan.writes_result else None
+        last = len(plan.steps) - 1
+        for s, (step, size) in enumerate(zip(plan.steps, plan.sizes_after)):
+            if final is not None and s == last:
+                dst = final
+            else:
+                dst = _work_buffer(s % 2, size, work)
+            step.run(cur, dst)
+            cur = dst
+        if final is None:
+            if dtype == np.bool_:
+                np.not_equal(cur, 0, out=result.reshape(-1))
+            else:
+                np.copyto(result.reshape(-1), cur, casting="unsafe")
+        return result
