@@ -1,30 +1,19 @@
 """Dense Kronecker product: kronjit.kron against np.kron (chained for 3+ factors).
 
 Limit: write bandwidth, i.e. the time one parallel write pass
-(``kronjit.compare.write_pass``) takes over an array of the output's size (a
+(``kronjit.study.limits.write_pass``) takes over an array of the output's size (a
 fresh array for allocating calls, the same buffer for ``out=``).
 """
 import numpy as np
 
 import kronjit
-from kronjit.compare import fresh_write_pass, write_pass
+from kronjit.study.cases import DENSE_SHAPES
+from kronjit.study.limits import fresh_write_pass, write_pass
+from kronjit.study.references import chained_kron
 
 from .common import side_by_side
 
-SHAPES = {
-    "8x8⊗8x8": [(8, 8), (8, 8)],
-    "64x64⊗64x64": [(64, 64), (64, 64)],
-    "1000x1000⊗4x4": [(1000, 1000), (4, 4)],
-    "2000x2000⊗2x2": [(2000, 2000), (2, 2)],
-    "16x16⊗16x16⊗16x16": [(16, 16)] * 3,
-}
-
-
-def np_kron_chain(factors):
-    result = factors[0]
-    for f in factors[1:]:
-        result = np.kron(result, f)
-    return result
+SHAPES = DENSE_SHAPES
 
 
 def make_factors(case, dtype):
@@ -32,7 +21,7 @@ def make_factors(case, dtype):
     return [rng.standard_normal(s).astype(dtype) for s in SHAPES[case]]
 
 
-IMPLS = {"kronjit": lambda fs: kronjit.kron(*fs), "numpy": np_kron_chain}
+IMPLS = {"kronjit": lambda fs: kronjit.kron(*fs), "numpy": chained_kron}
 
 
 class Kron:

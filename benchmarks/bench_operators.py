@@ -10,8 +10,9 @@ vec-trick's: a same-flop GEMM for large factors, one memory pass for small.
 import numpy as np
 
 from kronjit import KronProduct
-from kronjit.compare import (MATMAT_SHAPES, VECTRICK_REFERENCES, gp_dense, gp_kronjit, gp_problem,
-                             vectrick_label, vectrick_limit)
+from kronjit.study.cases import GP_GRIDS, MATMAT_SHAPES, gp_kronjit, gp_problem, vectrick_label
+from kronjit.study.limits import vectrick_limit
+from kronjit.study.references import VECTRICK_REFERENCES, gp_dense
 
 from .common import side_by_side
 
@@ -20,7 +21,7 @@ GP_IMPLS = {"kronjit": gp_kronjit, "dense Cholesky": gp_dense}
 
 class GaussianProcess:
     """Solve and log-determinant on an n x n grid (N = n^2), both routes."""
-    params = ([20, 60], list(GP_IMPLS))
+    params = (GP_GRIDS, list(GP_IMPLS))
     param_names = ["n", "impl"]
 
     def setup(self, n, impl):

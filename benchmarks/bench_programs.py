@@ -6,11 +6,11 @@ KronProduct, a loop alternating a numpy matmul and a vec-trick product, a GP
 hyperparameter scan, and three kernels beside a process that keeps one core
 busy (started and stopped around each measurement).
 """
-from kronjit import compare
+from kronjit.study import cases
 
 from .common import side_by_side
 
-PROGRAMS = {f"{c.name} vs {c.reference}": c for c in compare.cases() if c.family == "programs"}
+PROGRAMS = {f"{c.name} vs {c.reference}": c for c in cases.cases() if c.family == "programs"}
 
 
 class ProgramRatios:
@@ -22,7 +22,7 @@ class ProgramRatios:
         self.case = PROGRAMS[program]
         try:
             self.reference, self.kronjit, _ = self.case.setup()
-        except compare.CaseSkipped as why:
+        except cases.CaseSkipped as why:
             raise NotImplementedError(str(why)) from None
 
     def track_speedup(self, program):

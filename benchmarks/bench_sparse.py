@@ -1,7 +1,7 @@
 """Sparse Kronecker product and sum: kronjit.sparse against scipy.sparse.
 
 Limit: write bandwidth, i.e. the time one parallel write pass
-(``kronjit.compare.fresh_write_pass``) takes on fresh arrays the size of the
+(``kronjit.study.limits.fresh_write_pass``) takes on fresh arrays the size of the
 result's data and index arrays; and memory: the peak
 allocated during a build (tracemalloc) over the bytes of the result.
 """
@@ -11,19 +11,14 @@ import numpy as np
 import scipy.sparse as sp
 
 import kronjit.sparse
-from kronjit.compare import fresh_write_pass, random_sparse, result_arrays
+from kronjit.study.cases import KRONSUM_PAIRS, SPARSE_FORMATS, SPARSE_PAIRS, random_sparse
+from kronjit.study.limits import fresh_write_pass
+from kronjit.study.references import result_arrays
 
 from .common import side_by_side
 
-# (n, percent stored) per square factor
-CASES = {
-    "300²(1%)⊗300²(1%)": ((300, 1), (300, 1)),
-    "1000²(1%)⊗1000²(1%)": ((1000, 1), (1000, 1)),
-    "10000²(0.1%)⊗100²(10%)": ((10000, 0.1), (100, 10)),
-    "100²(10%)⊗10000²(0.1%)": ((100, 10), (10000, 0.1)),
-}
-SUM_CASES = {"300²(1%)⊕300²(1%)": ((300, 1), (300, 1)),
-             "1000²(1%)⊕1000²(1%)": ((1000, 1), (1000, 1))}
+CASES = SPARSE_PAIRS
+SUM_CASES = KRONSUM_PAIRS
 IMPLS = {"kronjit": kronjit.sparse, "scipy": sp}
 
 
@@ -32,7 +27,7 @@ def factors(specs, dtype="float64"):
 
 
 class SparseKron:
-    params = (list(CASES), ["csr", "csc", "coo"], list(IMPLS))
+    params = (list(CASES), SPARSE_FORMATS, list(IMPLS))
     param_names = ["case", "format", "impl"]
     timeout = 600
 
@@ -97,7 +92,7 @@ class SparseKronsum:
 
 class SparseRatios:
     """Speedups over scipy measured side by side, the fill fraction, and peak memory."""
-    params = (list(CASES), ["csr", "csc", "coo"])
+    params = (list(CASES), SPARSE_FORMATS)
     param_names = ["case", "format"]
     timeout = 600
 

@@ -3,20 +3,21 @@
 References: a numpy gather (``blocks[idx]`` then transpose/reshape) for block
 Toeplitz, ``scipy.linalg.toeplitz``/``block_diag`` for scalars and block
 diagonals, a dense matvec with the matrix already built for the FFT matvec.
-Limit: write bandwidth (``kronjit.compare.fresh_write_pass``: one parallel
+Limit: write bandwidth (``kronjit.study.limits.fresh_write_pass``: one parallel
 write pass over a fresh array of the output's size).
 """
 import numpy as np
 import scipy.linalg
 
 import kronjit
-from kronjit.compare import fresh_write_pass, gather_blocks, gather_toeplitz
+from kronjit.study.cases import BLOCK_TOEPLITZ
+from kronjit.study.limits import fresh_write_pass
+from kronjit.study.references import block_toeplitz_gather, gather_blocks
 
 from .common import side_by_side
 
-# (m, p): m x m blocks of p x p, all 4096 x 4096 but the first
-BLOCK_CASES = {"32x32 of 16x16": (32, 16), "64x64 of 64x64": (64, 64),
-               "1000x1000 of 4x4": (1000, 4), "16x16 of 256x256": (16, 256)}
+# (m, p): m x m blocks of p x p (the study's scalar Toeplitz cases aside)
+BLOCK_CASES = {label: (m, p) for label, (m, p) in BLOCK_TOEPLITZ.items() if p > 1}
 
 
 def blocks(m, p, seed):
@@ -30,7 +31,7 @@ class BlockToeplitz:
     def setup(self, case, impl):
         m, p = BLOCK_CASES[case]
         self.c, self.r = blocks(m, p, 0), blocks(m, p, 1)
-        self.fn = kronjit.block_toeplitz if impl == "kronjit" else gather_toeplitz
+        self.fn = kronjit.block_toeplitz if impl == "kronjit" else block_toeplitz_gather
         self.fn(self.c, self.r)  # warm-up: JIT compilation is never timed
 
     def time_block_toeplitz(self, case, impl):
@@ -65,7 +66,7 @@ class HankelCirculantDiag:
             ("block_hankel", "reference"): lambda: gather_blocks(
                 np.concatenate((c, c[1:])), np.add.outer(np.arange(64), np.arange(64))),
             ("block_circulant", "kronjit"): lambda: kronjit.block_circulant(c),
-            ("block_circulant", "reference"): lambda: gather_toeplitz(
+            ("block_circulant", "reference"): lambda: block_toeplitz_gather(
                 c, np.concatenate((c[:1], c[:0:-1]))),
             ("block_diag", "kronjit"): lambda: kronjit.block_diag(*c),
             ("block_diag", "reference"): lambda: scipy.linalg.block_diag(*c),
@@ -108,7 +109,7 @@ class StructuredRatios:
         kronjit.block_toeplitz(self.c, self.r)
 
     def track_speedup_vs_gather(self, case):
-        return side_by_side(lambda: gather_toeplitz(self.c, self.r),
+        return side_by_side(lambda: block_toeplitz_gather(self.c, self.r),
                             lambda: kronjit.block_toeplitz(self.c, self.r))
     track_speedup_vs_gather.unit = "x"
 

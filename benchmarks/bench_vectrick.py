@@ -5,13 +5,14 @@ benchmarks are skipped where they are not installed).
 Limits: BLAS GEMM throughput for large factors (``track_gemm_fraction``: a
 square GEMM with the same flop count, over kronjit's time) and memory
 bandwidth for small ones (``track_copy_fraction``: one parallel copy of ``x``,
-``kronjit.compare.copy_pass``).
+``kronjit.study.limits.copy_pass``).
 """
 import numpy as np
 
 import kronjit
-from kronjit.compare import (VECTRICK_REFERENCES, VECTRICK_SHAPES, copy_pass, shuffle_matvec,
-                             vectrick_flops, vectrick_label)
+from kronjit.study.cases import VECTRICK_SHAPES, vectrick_label
+from kronjit.study.limits import copy_pass, vectrick_flops
+from kronjit.study.references import VECTRICK_REFERENCES, shuffle_matvec
 
 from .common import side_by_side
 

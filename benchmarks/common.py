@@ -1,5 +1,5 @@
 """Helpers shared by the asv benchmark modules."""
-from kronjit import compare
+from kronjit.study import timing
 
 #: Repeats per side-by-side ratio (the benchmark smoke test sets it to 1).
 REPEAT = 7
@@ -8,4 +8,4 @@ REPEAT = 7
 def side_by_side(reference, candidate, repeat=None):
     """Median over repeats of reference_time / candidate_time, timed alternately
     in batches exactly as ``python -m kronjit compare`` times them."""
-    return compare.side_by_side(reference, candidate, REPEAT if repeat is None else repeat)
+    return timing.side_by_side(reference, candidate, REPEAT if repeat is None else repeat)

@@ -10,7 +10,7 @@ import statistics
 import sys
 import time
 
-from kronjit import compare
+from kronjit.study import cases as study_cases
 
 
 def spreads(cases, calls=30):
@@ -19,7 +19,7 @@ def spreads(cases, calls=30):
     for case in cases:
         try:
             _, ours, _ = case.setup()
-        except compare.CaseSkipped:
+        except study_cases.CaseSkipped:
             continue
         ours()
         times = []
@@ -37,7 +37,7 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="the --quick cases only")
     parser.add_argument("--calls", type=int, default=30)
     args = parser.parse_args(argv)
-    cases = [c for c in compare.cases() if c.family != "programs" and (c.quick or not args.quick)]
+    cases = [c for c in study_cases.cases() if c.family != "programs" and (c.quick or not args.quick)]
     rows = spreads(cases, args.calls)
     for case, median, spread in sorted(rows, key=lambda r: -r[2]):
         print(f"{spread:6.2f}  {median * 1e3:9.3f} ms  {case.family}: {case.name}")

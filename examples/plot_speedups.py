@@ -12,13 +12,13 @@ kronjit compare --plot speedups.png`` for the whole study.
 """
 import matplotlib.pyplot as plt
 
-from kronjit import compare
+from kronjit.study import cases, report, timing
 
 names = {"32x32⊗32x32 float64", "8x8⊗8x8⊗8x8 float64", "300²(1%)⊗300²(1%) csr",
          "block_toeplitz 32x32 blocks of 16x16", "8^4 k=1"}
-results = [compare.run_case(case, repeat=3, settle_s=compare.SETTLE_S) for case in compare.cases()
+results = [timing.run_case(case, repeat=3, settle_s=timing.SETTLE_S) for case in cases.cases()
            if case.name in names]
 for row in results:
     print(f"{row['family']:>10}: {row['case']:<40} {row['speedup']:.2f}x {row['reference']}")
-fig = compare.plot(results, title="kronjit against its references (this build)")
+fig = report.plot(results, title="kronjit against its references (this build)")
 plt.show()

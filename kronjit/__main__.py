@@ -8,7 +8,7 @@ def main(argv=None):
                                      description="kronjit: structured-matrix kernels.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="report versions, how kernels run in parallel, threads and cache")
-    from .compare import add_arguments
+    from .study.cli import add_arguments
     add_arguments(sub.add_parser("compare", help="time kronjit against its references"))
     args = parser.parse_args(argv)
     if args.command == "info":
@@ -18,7 +18,7 @@ def main(argv=None):
         for key, value in report.items():
             print(f"{key:<{width}}  {value}")
         return 0
-    from .compare import run
+    from .study.cli import run
     return run(args)
 
 

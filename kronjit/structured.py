@@ -85,7 +85,7 @@ def _block_diag_rows(data, row_block, row_start, col_start, block_width, data_st
 
 # --- Python side -----------------------------------------------------------------------
 
-def gather_blocks(stack, idx):
+def _gather_blocks(stack, idx):
     """numpy's way: the matrix whose block (i, j) is ``stack[idx[i, j]]`` (gather, then reshape)."""
     (m, n), (p, q) = idx.shape, stack.shape[1:]
     return stack[idx].transpose(0, 2, 1, 3).reshape(m * p, n * q)
@@ -161,7 +161,7 @@ def _strided_blocks(pieces, m, n, first, step, out, inputs, what):
     if not _copyable(dtype):  # object, strings, non-native order: numpy's gather
         stack = np.empty((m + n - 1, p, q), dtype)
         stack[in_x], stack[~in_x] = x[take[in_x]], y[take[~in_x]]
-        result[...] = gather_blocks(stack, first + step * np.arange(m)[:, None]
+        result[...] = _gather_blocks(stack, first + step * np.arange(m)[:, None]
                                     + np.arange(n)[None, :])
         return result
     target, words = _word_view(result)

@@ -14,7 +14,7 @@ import scipy.sparse as sp
 from hypothesis import given, note, strategies as st
 
 import kronjit
-from conftest import assert_identical, assert_sparse_identical
+from helpers import assert_identical, assert_sparse_identical
 
 FORMATS = ["csr", "csc", "coo", "bsr"]
 

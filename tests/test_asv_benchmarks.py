@@ -15,7 +15,7 @@ import time
 import pytest
 
 import benchmarks.common
-import kronjit.compare
+import kronjit.study.timing
 
 BENCH_DIR = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
 KINDS = ("time_", "peakmem_", "track_")
@@ -40,7 +40,7 @@ def benchmark_cases():
 
 
 def _call_each_once(fns, repeat=1, min_time=0.0, settle_s=0.0):
-    """``compare.alternate`` with one call of each callable: a ratio the benchmark can
+    """``kronjit.study.timing.alternate`` with one call of each callable: a ratio the benchmark can
     compute and return, without warm-up calls, probes or batches."""
     times = []
     for fn in fns:
@@ -53,7 +53,7 @@ def _call_each_once(fns, repeat=1, min_time=0.0, settle_s=0.0):
 @pytest.mark.parametrize("cls,combo,methods", list(benchmark_cases()))
 def test_benchmark_runs_once(cls, combo, methods, monkeypatch):
     monkeypatch.setattr(benchmarks.common, "REPEAT", 1)
-    monkeypatch.setattr(kronjit.compare, "alternate", _call_each_once)  # nothing is timed here
+    monkeypatch.setattr(kronjit.study.timing, "alternate", _call_each_once)  # nothing is timed here
     bench = cls()
     if hasattr(bench, "setup"):
         try:

@@ -1,17 +1,20 @@
 """pytest-benchmark micro-benchmarks for the operators (single checked calls in
 the normal run; time them with ``python -m pytest tests/test_bench_operators.py
 --benchmark-enable``)."""
+import math
+
 import numpy as np
 import pytest
 
 from kronjit import KronProduct
-from kronjit.compare import gp_dense, gp_kronjit, gp_problem, shuffle_matvec
+from kronjit.study.cases import GP_GRIDS, MATMAT_SHAPES, gp_kronjit, gp_problem
+from kronjit.study.references import gp_dense, shuffle_matvec
 
 
 @pytest.mark.parametrize("impl", ["kronjit", "dense Cholesky"])
 def test_gp_solve_logdet(benchmark, impl):
-    benchmark.group = "GP solve+logdet 30x30 grid"
-    problem = gp_problem(30)
+    benchmark.group = f"GP solve+logdet {GP_GRIDS[0]}x{GP_GRIDS[0]} grid"
+    problem = gp_problem(GP_GRIDS[0])
     fn = gp_kronjit if impl == "kronjit" else gp_dense
     alpha, logdet = benchmark(fn, *problem)
     want_alpha, want_logdet = gp_dense(*problem)
@@ -21,10 +24,11 @@ def test_gp_solve_logdet(benchmark, impl):
 
 @pytest.mark.parametrize("impl", ["kronjit", "numpy tensordot"])
 def test_matmat(benchmark, impl):
-    benchmark.group = "matmat 16^3 k=32"
+    sizes = MATMAT_SHAPES[0]
+    benchmark.group = f"matmat {sizes} k=32"
     rng = np.random.default_rng(0)
-    factors = [rng.standard_normal((16, 16)) for _ in range(3)]
-    x = rng.standard_normal((16 ** 3, 32))
+    factors = [rng.standard_normal((n, n)) for n in sizes]
+    x = rng.standard_normal((math.prod(sizes), 32))
     op = KronProduct(factors)
     fn = (lambda: op @ x) if impl == "kronjit" else (lambda: shuffle_matvec(factors, x))
     y = benchmark(fn)

@@ -6,9 +6,10 @@ import pytest
 import scipy.sparse as sp
 
 import kronjit.sparse
-from kronjit.compare import random_sparse
+from kronjit.study.cases import KRONSUM_PAIRS, SPARSE_PAIRS, SPARSE_QUICK, random_sparse
 
-CASES = {"100²(5%)⊗100²(5%)": ((100, 5), (100, 5)), "300²(1%)⊗300²(1%)": ((300, 1), (300, 1))}
+CASES = {label: SPARSE_PAIRS[label] for label in SPARSE_QUICK}
+SUM_CASE = next(iter(KRONSUM_PAIRS))
 IMPLS = {"kronjit": kronjit.sparse, "scipy": sp}
 
 
@@ -26,8 +27,8 @@ def test_sparse_kron(benchmark, case, fmt, impl):
 
 @pytest.mark.parametrize("impl", list(IMPLS))
 def test_sparse_kronsum(benchmark, impl):
-    benchmark.group = "sparse.kronsum 300²(1%)⊕300²(1%)"
-    a, b = random_sparse(300, 1, 0), random_sparse(300, 1, 1)
+    benchmark.group = f"sparse.kronsum {SUM_CASE}"
+    a, b = (random_sparse(n, pct, seed) for seed, (n, pct) in enumerate(KRONSUM_PAIRS[SUM_CASE]))
     kronsum = IMPLS[impl].kronsum
     kronsum(a, b)
     result = benchmark(kronsum, a, b)

@@ -1,41 +1,40 @@
 """pytest-benchmark micro-benchmarks for the block structured constructors and the
 FFT matvec (single checked calls in the normal run; time them with
-``python -m pytest tests/test_bench_structured.py --benchmark-enable``)."""
+``python -m pytest tests/test_bench_structured.py --benchmark-enable``).  The
+sizes are the study's quick ones."""
 import numpy as np
 import pytest
 import scipy.linalg
 
 import kronjit
-from kronjit.compare import gather_toeplitz
+from kronjit.study.cases import (BLOCK_TOEPLITZ, BLOCK_TOEPLITZ_QUICK, TOEPLITZ_MATVEC,
+                                 TOEPLITZ_MATVEC_QUICK)
+from kronjit.study.references import block_toeplitz_gather
 
 
-@pytest.mark.parametrize("impl", ["kronjit", "numpy gather"])
-@pytest.mark.parametrize("m,p", [(16, 8), (128, 2)])
-def test_block_toeplitz(benchmark, m, p, impl):
-    benchmark.group = f"block_toeplitz {m}x{m} blocks of {p}x{p}"
+@pytest.mark.parametrize("impl", ["kronjit", "reference"])
+@pytest.mark.parametrize("case", BLOCK_TOEPLITZ_QUICK)
+def test_block_toeplitz(benchmark, case, impl):
+    """Blocks against numpy's gather; scalars (p = 1) against scipy.linalg.toeplitz."""
+    m, p = BLOCK_TOEPLITZ[case]
+    benchmark.group = f"block_toeplitz {case}"
     rng = np.random.default_rng(0)
-    c, r = rng.standard_normal((m, p, p)), rng.standard_normal((m, p, p))
-    fn = kronjit.block_toeplitz if impl == "kronjit" else gather_toeplitz
+    shape = (m,) if p == 1 else (m, p, p)
+    c, r = rng.standard_normal(shape), rng.standard_normal(shape)
+    reference = scipy.linalg.toeplitz if p == 1 else block_toeplitz_gather
+    fn = kronjit.block_toeplitz if impl == "kronjit" else reference
     fn(c, r)
-    assert np.array_equal(benchmark(fn, c, r), gather_toeplitz(c, r))
-
-
-@pytest.mark.parametrize("impl", ["kronjit", "scipy"])
-def test_toeplitz_scalar(benchmark, impl):
-    benchmark.group = "toeplitz 512x512"
-    rng = np.random.default_rng(1)
-    c, r = rng.standard_normal(512), rng.standard_normal(512)
-    fn = kronjit.block_toeplitz if impl == "kronjit" else scipy.linalg.toeplitz
-    fn(c, r)
-    assert np.array_equal(benchmark(fn, c, r), scipy.linalg.toeplitz(c, r))
+    assert np.array_equal(benchmark(fn, c, r), reference(c, r))
 
 
 @pytest.mark.parametrize("impl", ["kronjit fft", "dense built"])
-def test_block_toeplitz_matvec(benchmark, impl):
-    benchmark.group = "block_toeplitz_matvec 128x128 blocks of 4x4"
+@pytest.mark.parametrize("case", TOEPLITZ_MATVEC_QUICK)
+def test_block_toeplitz_matvec(benchmark, case, impl):
+    m, p = TOEPLITZ_MATVEC[case]
+    benchmark.group = f"block_toeplitz_matvec {case}"
     rng = np.random.default_rng(2)
-    c, r, x = rng.standard_normal((128, 4, 4)), rng.standard_normal((128, 4, 4)), \
-        rng.standard_normal(512)
+    c, r, x = (rng.standard_normal((m, p, p)), rng.standard_normal((m, p, p)),
+               rng.standard_normal(m * p))
     dense = kronjit.block_toeplitz(c, r)
     if impl == "dense built":
         y = benchmark(lambda: dense @ x)

@@ -4,7 +4,7 @@ import time
 import numpy as np
 import pytest
 
-from kronjit import compare
+from kronjit.study import cases, cli, limits, timing
 
 # 300 KiB and up take the parallel build; odd byte counts leave a ragged tail
 SIZES = [0, 1, 7, 4099, 300_001]
@@ -14,12 +14,12 @@ SIZES = [0, 1, 7, 4099, 300_001]
 @pytest.mark.parametrize("dtype", ["int8", "float32", "complex128", "bool"])
 def test_write_pass_writes_every_byte(size, dtype):
     buf = np.zeros(size, dtype)
-    assert compare.write_pass(buf) is buf
+    assert limits.write_pass(buf) is buf
     assert (buf.view(np.uint8) == 1).all()
 
 
 def test_fresh_write_pass_allocates_and_writes():
-    out = compare.fresh_write_pass((301, 257), np.float64)
+    out = limits.fresh_write_pass((301, 257), np.float64)
     assert out.shape == (301, 257) and out.dtype == np.float64
     assert (out.view(np.uint8) == 1).all()
 
@@ -30,22 +30,22 @@ def test_copy_pass_is_a_contiguous_copy(size, layout):
     rng = np.random.default_rng(size)
     x = rng.standard_normal((size, 3)) + 1j * rng.standard_normal((size, 3))
     x = {"C": x, "F": np.asfortranarray(x), "strided": x[::-1, ::2]}[layout]
-    got = compare.copy_pass(x)
+    got = limits.copy_pass(x)
     assert got.dtype == x.dtype and got.flags.c_contiguous
     assert np.array_equal(got, x) and not np.shares_memory(got, x)
 
 
 def test_settle_busy_waits_at_least_its_time():
     t0 = time.perf_counter()
-    compare.settle(0.03)
+    timing.settle(0.03)
     assert time.perf_counter() - t0 >= 0.03
 
 
 def test_alternate_warms_up_then_times_in_turn(monkeypatch):
-    monkeypatch.setattr(compare, "SETTLE_S", 0.0)
+    monkeypatch.setattr(timing, "SETTLE_S", 0.0)
     log = []
     fns = [lambda name=name: log.append(name) for name in "abc"]
-    times, inner = compare.alternate(fns, repeat=3, min_time=0.0)
+    times, inner = timing.alternate(fns, repeat=3, min_time=0.0)
     assert inner == 1
     # warm-up of each, one probe call of the first two, then rounds in turn
     assert "".join(log) == "abc" + "ab" + "abc" * 3
@@ -55,29 +55,29 @@ def test_alternate_warms_up_then_times_in_turn(monkeypatch):
 
 def test_alternate_batches_fast_calls():
     calls = []
-    times, inner = compare.alternate([lambda: calls.append(1), lambda: None], repeat=2,
+    times, inner = timing.alternate([lambda: calls.append(1), lambda: None], repeat=2,
                                      min_time=0.005)
     assert inner > 10  # a list append takes well under 0.5 ms
     assert len(calls) == 1 + 1 + 2 * inner
 
 
 def test_run_case_reports_fill_only_where_there_is_a_limit(monkeypatch):
-    monkeypatch.setattr(compare, "SETTLE_S", 0.0)
+    monkeypatch.setattr(timing, "SETTLE_S", 0.0)
     x = np.ones(1000)
-    with_fill = compare.Case("t", "with", "ref", lambda: (x.copy, x.copy, x.copy))
-    without = compare.Case("t", "without", "ref", lambda: (x.copy, x.copy, None))
-    row = compare.run_case(with_fill, repeat=3)
+    with_fill = cases.Case("t", "with", "ref", lambda: (x.copy, x.copy, x.copy))
+    without = cases.Case("t", "without", "ref", lambda: (x.copy, x.copy, None))
+    row = timing.run_case(with_fill, repeat=3)
     assert row["fill_s"] > 0 and row["fill_fraction"] > 0 and row["speedup"] > 0
-    row = compare.run_case(without, repeat=3)
+    row = timing.run_case(without, repeat=3)
     assert row["fill_s"] is None and row["fill_fraction"] is None and row["speedup"] > 0
 
 
 def test_side_by_side_is_a_ratio_of_times(monkeypatch):
-    monkeypatch.setattr(compare, "SETTLE_S", 0.0)
+    monkeypatch.setattr(timing, "SETTLE_S", 0.0)
 
     def slow():
         time.sleep(0.004)
-    ratio = compare.side_by_side(slow, lambda: None, repeat=3, min_time=0.004)
+    ratio = timing.side_by_side(slow, lambda: None, repeat=3, min_time=0.004)
     assert ratio > 10  # sleeping 4 ms against doing nothing
 
 
@@ -90,32 +90,32 @@ def test_side_by_side_is_a_ratio_of_times(monkeypatch):
 ])
 def test_bad_arguments_fail_before_any_case_runs(argv, words, monkeypatch, capsys):
     from kronjit.__main__ import main
-    monkeypatch.setattr(compare, "run_case", lambda *a, **k: pytest.fail("a case ran"))
+    monkeypatch.setattr(cli, "run_case", lambda *a, **k: pytest.fail("a case ran"))
     assert main(["compare", "--quick", *argv]) == 2
     assert words in capsys.readouterr().err
 
 
 def test_output_paths_are_probed_without_leaving_files(tmp_path):
     target = tmp_path / "r.json"
-    assert compare._unwritable(str(target), "--json") is None
+    assert cli._unwritable(str(target), "--json") is None
     assert not target.exists()
     existing = tmp_path / "old.json"
     existing.write_text("kept")
-    assert compare._unwritable(str(existing), "--json") is None
+    assert cli._unwritable(str(existing), "--json") is None
     assert existing.read_text() == "kept"
 
 
 def test_settle_only_when_asked(monkeypatch):
     waits = []
-    monkeypatch.setattr(compare, "settle", lambda s=None: waits.append(s))
-    compare.alternate([lambda: None, lambda: None], repeat=2, min_time=0.0)
+    monkeypatch.setattr(timing, "settle", lambda s=None: waits.append(s))
+    timing.alternate([lambda: None, lambda: None], repeat=2, min_time=0.0)
     assert waits == []  # by default, as a program runs them
-    compare.alternate([lambda: None, lambda: None], repeat=2, min_time=0.0, settle_s=0.01)
+    timing.alternate([lambda: None, lambda: None], repeat=2, min_time=0.0, settle_s=0.01)
     assert waits == [0.01] * (2 + 2 * 2)  # the two probes, then every batch
 
 
 def test_busy_neighbour_runs_during_the_block_and_stops():
-    with compare.busy_neighbour(seconds=30) as proc:
+    with cases.busy_neighbour(seconds=30) as proc:
         assert proc.poll() is None
         t0 = time.process_time()
     assert proc.poll() is not None
@@ -123,14 +123,15 @@ def test_busy_neighbour_runs_during_the_block_and_stops():
 
 
 def test_program_cases_agree_and_name_their_peers():
-    programs = [c for c in compare.cases() if c.family == "programs"]
+    programs = [c for c in cases.cases() if c.family == "programs"]
     names = {c.name for c in programs}
     assert any(n.startswith("cg 50 iterations") for n in names)
     assert any(n.startswith("GP scan") for n in names)
     assert sum(c.busy_neighbour for c in programs) == 4
     assert {c.reference for c in programs} >= {"kronjit, 1 thread", "np.kron"}
     # the GP scan peers compute the same numbers
-    from kronjit.compare import gp_kronjit_step, gp_numpy, _rbf
+    from kronjit.study.cases import gp_kronjit_step, rbf as _rbf
+    from kronjit.study.references import gp_numpy
     t1, t2 = np.linspace(0, 1, 8), np.linspace(0, 2, 6)
     k1, k2, y = _rbf(t1, 0.5), _rbf(t2, 0.5), np.sin(np.arange(48.0))
     for got, want in zip(gp_kronjit_step(k1, k2, y, 0.1), gp_numpy(k1, k2, y, 0.1)):

@@ -13,7 +13,7 @@ from dask.distributed import Client, LocalCluster
 
 import kronjit
 import kronjit.dask as kd
-from conftest import assert_identical
+from helpers import assert_identical
 
 pytestmark = pytest.mark.subprocess  # worker processes
 

@@ -7,7 +7,7 @@ from hypothesis import given, strategies as st
 from hypothesis.extra import numpy as hnp
 
 import kronjit
-from conftest import KERNEL_DTYPES, assert_identical, bad_outs, sample
+from helpers import KERNEL_DTYPES, assert_identical, bad_outs, sample
 
 
 def np_kron_chain(*factors):

@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from conftest import run_python
+from helpers import run_python
 from hostile_cases import CASES
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import kronjit
-from kronjit.compare import random_sparse, traced_peak
+from kronjit.study.cases import random_sparse
+from kronjit.study.timing import traced_peak
 
 SLACK = 1 << 20  # bytes: Python objects, small index arrays
 

@@ -1,7 +1,7 @@
 """KronProduct and KronSum against the dense matrices they stand for.
 
 Products are checked with the vec-trick's rounding bound (see
-``conftest.assert_product_close``); solves and determinants with a bound
+``helpers.assert_product_close``); solves and determinants with a bound
 scaled to the condition number.  Factor shapes are distinct so a swapped or
 transposed factor cannot pass by accident.
 """
@@ -12,7 +12,7 @@ import scipy.sparse as sp
 from hypothesis import given, strategies as st
 from scipy.sparse.linalg import LinearOperator, aslinearoperator, cg, eigsh, expm_multiply, gmres, lsqr
 
-from conftest import assert_identical, assert_product_close, assert_sparse_identical, dense_kron, \
+from helpers import assert_identical, assert_product_close, assert_sparse_identical, dense_kron, \
     rand, textbook_kronsum
 from kronjit import KronProduct, KronSum, KronVector
 

@@ -13,7 +13,7 @@ import pytest
 
 import kronjit
 from kronjit import _runtime
-from conftest import assert_child_ok, run_python
+from helpers import assert_child_ok, run_python
 
 def _tbb_installed():
     try:
@@ -43,7 +43,8 @@ import os, sys, threading
 import numpy as np, scipy.sparse as sp, kronjit
 import numba
 import scipy.linalg
-from kronjit.compare import gather_toeplitz, random_sparse, result_arrays
+from kronjit.study.cases import random_sparse
+from kronjit.study.references import block_toeplitz_gather as gather_toeplitz, result_arrays
 rng = np.random.default_rng(0)
 dense = [[rng.standard_normal((64, 64)), rng.standard_normal((8, 8))],
          [rng.standard_normal((300, 40)), rng.standard_normal((3, 5))],
@@ -150,7 +151,7 @@ MULTIPROCESSING = """
 import multiprocessing as mp
 import sys
 import numpy as np, kronjit
-from kronjit.compare import random_sparse
+from kronjit.study.cases import random_sparse
 
 
 def work(seed):

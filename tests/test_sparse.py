@@ -9,7 +9,7 @@ from hypothesis import given, strategies as st
 
 import kronjit
 from kronjit import sparse as ks
-from conftest import KERNEL_DTYPES, assert_sparse_identical, sample
+from helpers import KERNEL_DTYPES, assert_sparse_identical, sample
 
 FORMATS = [None, "csr", "csc", "coo", "bsr", "dia", "lil", "dok"]
 
@@ -348,7 +348,8 @@ def test_shape_beyond_memory_raises_before_allocating():
 def test_build_allocates_little_beyond_the_result(fmt):
     """Peak memory of a build (tracemalloc sees numpy's allocations) stays under 1.2x the result."""
     import tracemalloc
-    from kronjit.compare import random_sparse, result_arrays
+    from kronjit.study.cases import random_sparse
+    from kronjit.study.references import result_arrays
     a, b = random_sparse(200, 5, 0), random_sparse(100, 10, 1)  # 2e6 entries, ~24 MB
     ks.kron(a, b, format=fmt)
     tracemalloc.start()

@@ -6,7 +6,7 @@ import scipy.linalg as sl
 from hypothesis import given, strategies as st
 
 import kronjit
-from conftest import KERNEL_DTYPES, assert_identical, bad_outs, sample
+from helpers import KERNEL_DTYPES, assert_identical, bad_outs, sample
 
 # dtypes copied as words of every size: 1, 2, 4, 8, 16 and 32 bytes
 COPY_DTYPES = KERNEL_DTYPES + [np.dtype(np.float16), np.dtype(np.longdouble),

@@ -14,7 +14,7 @@ import scipy.sparse as sp
 from hypothesis import given, strategies as st
 
 import kronjit
-from conftest import assert_product_close, dense, dense_kron, rand
+from helpers import assert_product_close, dense, dense_kron, rand
 from kronjit.vectrick import plan as vplan
 from kronjit.vectrick.plan import Factor
 from kronjit.vectrick.product import PreparedProduct

@@ -1,0 +1,462 @@
+"""The study's cases, one list per family: ``python -m kronjit compare``, the
+asv suite (``benchmarks/``) and the pytest-benchmark files take theirs from here.
+
+A ``Case`` builds its inputs lazily (``setup()``), checks kronjit against the
+reference once, and returns the callables to time: the reference, kronjit and
+the limit (see ``limits``), or None where no limit applies.
+"""
+import contextlib
+import math
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import limits, references
+
+__all__ = ["Case", "CaseSkipped", "cases", "random_sparse", "busy_neighbour", "vectrick_label",
+           "gp_problem", "gp_kronjit", "gp_kronjit_step", "rbf", "VECTRICK_SHAPES",
+           "MATMAT_SHAPES", "DENSE_SHAPES", "DENSE_QUICK", "SPARSE_PAIRS", "SPARSE_QUICK",
+           "SPARSE_FORMATS", "KRONSUM_PAIRS", "BLOCK_TOEPLITZ", "BLOCK_TOEPLITZ_QUICK",
+           "TOEPLITZ_MATVEC", "TOEPLITZ_MATVEC_QUICK", "VECTRICK_QUICK", "GP_GRIDS"]
+
+
+@dataclass
+class Case:
+    """One comparison: ``setup()`` returns (reference, kronjit, fill) callables."""
+    family: str
+    name: str
+    reference: str
+    setup: callable
+    quick: bool = False  # part of the --quick set
+    params: dict = field(default_factory=dict)
+    busy_neighbour: bool = False  # timed while another process keeps one core busy
+
+    def conditions(self):
+        """The context the case is timed in: beside a busy process, or as it is."""
+        return busy_neighbour() if self.busy_neighbour else contextlib.nullcontext()
+
+class CaseSkipped(Exception):
+    """A case that cannot run here (an optional reference is not installed)."""
+
+@contextlib.contextmanager
+def busy_neighbour(seconds=600):
+    """Another process keeping one core busy (a CPU-bound Python loop) while the block runs.
+
+    The loop stops by itself after ``seconds``, and is terminated when the block ends.
+    """
+    code = f"import time\nend = time.time() + {seconds}\nwhile time.time() < end: pass\n"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.05)  # let it reach its loop
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait()
+
+def _dense_case(shapes, dtype="float64", use_out=False, quick=False):
+    label = "⊗".join("x".join(map(str, s)) for s in shapes)
+    name = f"{label} {dtype}" + (" out=" if use_out else "")
+
+    def setup():
+        from ..dense import kron
+        rng = np.random.default_rng(0)
+        factors = [rng.standard_normal(s).astype(dtype) for s in shapes]
+        expected = references.chained_kron(factors)
+        got = kron(*factors)
+        if got.dtype != expected.dtype or not np.array_equal(got, expected):
+            raise AssertionError(f"kronjit.kron disagrees with np.kron on {name}")
+        if use_out:
+            buf = np.empty_like(expected)
+            return (lambda: references.chained_kron(factors),
+                    lambda: kron(*factors, out=buf),
+                    lambda: limits.write_pass(buf))
+        return (lambda: references.chained_kron(factors),
+                lambda: kron(*factors),
+                lambda: limits.fresh_write_pass(expected.shape, expected.dtype))
+
+    ref = "np.kron" if len(shapes) == 2 else "chained np.kron"
+    return Case("dense", name, ref, setup, quick,
+                {"shapes": [list(s) for s in shapes], "dtype": dtype, "out": use_out})
+
+def random_sparse(n, percent, seed, dtype="float64"):
+    """An n x n CSR array with ``percent`` % of its entries stored, at random (seeded)."""
+    import scipy.sparse as sp
+    rng = np.random.default_rng(seed)
+    nnz = round(n * n * percent / 100)
+    flat = rng.choice(n * n, size=nnz, replace=False)
+    return sp.csr_array((rng.standard_normal(nnz).astype(dtype), (flat // n, flat % n)),
+                        shape=(n, n))
+
+def _sparse_case(a_spec, b_spec, format="csr", op="kron", quick=False):
+    """kronjit.sparse.kron/kronsum against scipy's on random float64 factors.
+
+    A spec is (n, percent) for an n x n random sparse factor, or (n, None) for
+    a dense n x n block (scipy's BSR route).
+    """
+    def label(spec):
+        n, percent = spec
+        return f"{n}x{n} dense" if percent is None else f"{n}²({percent:g}%)"
+    symbol = "⊗" if op == "kron" else "⊕"
+    name = f"{label(a_spec)}{symbol}{label(b_spec)} {format or 'default'}"
+
+    def setup():
+        import scipy.sparse as sp
+        from .. import sparse
+        factors = [np.random.default_rng(9).standard_normal((n, n)) if pct is None
+                   else random_sparse(n, pct, seed)
+                   for seed, (n, pct) in enumerate((a_spec, b_spec))]
+        reference = lambda: getattr(sp, op)(*factors, format=format)  # noqa: E731
+        candidate = lambda: getattr(sparse, op)(*factors, format=format)  # noqa: E731
+        expected, got = reference(), candidate()
+        if not references.same_sparse(got, expected):
+            raise AssertionError(f"kronjit.sparse.{op} disagrees with scipy on {name}")
+        shapes = [(a.size, a.dtype) for a in references.result_arrays(expected)]
+        del expected, got
+
+        def fill():  # the result's arrays, freshly allocated and written once
+            for size, dtype in shapes:
+                limits.fresh_write_pass(size, dtype)
+        return reference, candidate, fill
+
+    return Case("sparse", name, f"scipy.sparse.{op}", setup, quick,
+                {"a": list(a_spec), "b": list(b_spec), "format": format, "op": op})
+
+def _structured_case(m, p, use_out=False, quick=False):
+    """kronjit.block_toeplitz of m x m blocks of p x p against numpy's gather (scipy for p = 1)."""
+    scalar = p == 1
+    name = (f"toeplitz {m}x{m}" if scalar else f"block_toeplitz {m}x{m} blocks of {p}x{p}") \
+        + (" out=" if use_out else "")
+
+    def setup():
+        import scipy.linalg
+        from ..structured import block_toeplitz
+        rng = np.random.default_rng(3)
+        shape = (m,) if scalar else (m, p, p)
+        c, r = rng.standard_normal(shape), rng.standard_normal(shape)
+        reference = ((lambda: scipy.linalg.toeplitz(c, r)) if scalar
+                     else (lambda: references.block_toeplitz_gather(c, r)))
+        expected = reference()
+        if not np.array_equal(block_toeplitz(c, r), expected):
+            raise AssertionError(f"kronjit.block_toeplitz disagrees with the reference on {name}")
+        if use_out:
+            buf = np.empty_like(expected)
+            return reference, lambda: block_toeplitz(c, r, out=buf), lambda: limits.write_pass(buf)
+        return (reference, lambda: block_toeplitz(c, r),
+                lambda: limits.fresh_write_pass(expected.shape, expected.dtype))
+
+    reference = "scipy.linalg.toeplitz" if scalar else "numpy gather"
+    return Case("structured", name, reference, setup, quick,
+                {"m": m, "p": p, "out": use_out})
+
+def _matvec_case(m, p, quick=False):
+    """The FFT block Toeplitz matvec against a dense matvec with the matrix already built."""
+    name = f"block_toeplitz_matvec {m}x{m} blocks of {p}x{p}"
+
+    def setup():
+        from ..structured import block_toeplitz, block_toeplitz_matvec
+        rng = np.random.default_rng(4)
+        c, r = rng.standard_normal((m, p, p)), rng.standard_normal((m, p, p))
+        x = rng.standard_normal(m * p)
+        dense = block_toeplitz(c, r)
+        expected = dense @ x
+        got = block_toeplitz_matvec(c, r, x)
+        if not np.allclose(got, expected, rtol=1e-9, atol=1e-9 * np.abs(expected).max()):
+            raise AssertionError(f"block_toeplitz_matvec disagrees with the dense product on {name}")
+        return (lambda: dense @ x), (lambda: block_toeplitz_matvec(c, r, x)), None
+
+    return Case("structured", name, "dense matvec (matrix built)", setup, quick,
+                {"m": m, "p": p})
+
+def vectrick_label(shapes, k):
+    """A short name for a vec-trick problem: ``8^6 k=1``, ``30x50⊗40x20 k=1``."""
+    label = "⊗".join(f"{m}x{n}" if m != n else str(n) for m, n in shapes)
+    if len(set(shapes)) == 1 and len(shapes) > 2:
+        m, n = shapes[0]
+        label = (f"{m}x{n}" if m != n else str(n)) + f"^{len(shapes)}"
+    return f"{label} k={k}"
+
+def _vectrick_case(shapes, k=1, reference="numpy tensordot", quick=False):
+    """kronjit.kron_matvec (float64) against one vec-trick reference."""
+    name = vectrick_label(shapes, k)
+
+    def setup():
+        from ..vectrick import kron_matvec
+        rng = np.random.default_rng(5)
+        factors = [rng.standard_normal(s) for s in shapes]
+        n = math.prod(s[1] for s in shapes)
+        x = rng.standard_normal((n, k) if k > 1 else n)
+        try:
+            ref_call = references.VECTRICK_REFERENCES[reference](factors, x)
+        except ImportError:
+            raise CaseSkipped(f"{reference} is not installed (python -m pip install '.[bench]')")
+        except AssertionError:
+            raise CaseSkipped(f"{reference} does not take these factors")
+        expected = references.shuffle_matvec(factors, x)
+        got = np.asarray(ref_call()).reshape(-1)
+        scale = np.abs(expected).max()
+        check = np.asarray(kron_matvec(factors, x))
+        if not np.allclose(check, expected, rtol=1e-9, atol=1e-9 * scale):
+            raise AssertionError(f"kron_matvec disagrees with the dense product on {name}")
+        if not np.allclose(np.sort(got), np.sort(expected.reshape(-1)), rtol=1e-9,
+                           atol=1e-9 * scale):
+            raise AssertionError(f"{reference} disagrees with numpy on {name}")
+        return ref_call, (lambda: kron_matvec(factors, x)), limits.vectrick_limit(shapes, k, x)
+
+    return Case("vectrick", name, reference, setup, quick,
+                {"shapes": [list(s) for s in shapes], "k": k})
+
+#: The vec-trick shapes of the study (issue 5): (factor shapes, k).
+VECTRICK_SHAPES = [([(1000, 1000)] * 2, 1), ([(100, 100)] * 3, 1), ([(10, 10)] * 6, 1),
+                   ([(4, 4)] * 10, 1), ([(2, 2)] * 20, 1), ([(8, 8)] * 6, 1),
+                   ([(16, 16)] * 5, 1), ([(30, 50), (40, 20), (60, 70)], 1),
+                   ([(32, 32)] * 4, 16)]
+
+def gp_problem(n, seed=6):
+    """A Gaussian process on an ``n x n`` grid with a separable squared-exponential
+    kernel: ``(K1, K2, y, noise)``, the covariance being ``K1 ⊗ K2 + noise I``."""
+    rng = np.random.default_rng(seed)
+    t1, t2 = np.linspace(0, 1, n), np.linspace(0, 2, n)
+    k1 = np.exp(-0.5 * np.subtract.outer(t1, t1) ** 2 / 0.2 ** 2)
+    k2 = 1.5 * np.exp(-0.5 * np.subtract.outer(t2, t2) ** 2 / 0.3 ** 2)
+    return k1, k2, rng.standard_normal(n * n), 0.1
+
+def gp_kronjit(k1, k2, y, noise):
+    """The Kronecker route, from scratch (factor eigendecompositions included)."""
+    from ..operators import KronProduct
+    cov = KronProduct([k1, k2])
+    return cov.solve(y, shift=noise), cov.logdet(shift=noise)
+
+def _gp_case(n, quick=False):
+    name = f"GP solve+logdet {n}x{n} ⊗ {n}x{n} + σ²I"
+
+    def setup():
+        problem = gp_problem(n)
+        want, got = references.gp_dense(*problem), gp_kronjit(*problem)
+        if not (np.allclose(got[0], want[0], rtol=1e-6, atol=1e-6 * np.abs(want[0]).max())
+                and math.isclose(got[1], want[1], rel_tol=1e-8, abs_tol=1e-8)):
+            raise AssertionError(f"KronProduct.solve/logdet disagree with Cholesky on {name}")
+        return (lambda: references.gp_dense(*problem)), (lambda: gp_kronjit(*problem)), None
+
+    return Case("operators", name, "dense Cholesky", setup, quick, {"n": n})
+
+def _matmat_case(shapes, k, quick=False):
+    """KronProduct @ X with k right-hand sides against pykronecker's operator."""
+    name = "matmat " + vectrick_label([(n, n) for n in shapes], k)
+
+    def setup():
+        from ..operators import KronProduct
+        rng = np.random.default_rng(7)
+        factors = [rng.standard_normal((n, n)) for n in shapes]
+        x = rng.standard_normal((math.prod(shapes), k))
+        try:
+            ref_call = references.pykronecker_call(factors, x)
+        except ImportError:
+            raise CaseSkipped("pykronecker is not installed (python -m pip install '.[bench]')")
+        op = KronProduct(factors)
+        expected = references.shuffle_matvec(factors, x)
+        for got in (op @ x, ref_call()):
+            if not np.allclose(got, expected, rtol=1e-9, atol=1e-9 * np.abs(expected).max()):
+                raise AssertionError(f"matmat disagrees with numpy on {name}")
+        return ref_call, (lambda: op @ x), limits.vectrick_limit([(n, n) for n in shapes], k, x)
+
+    return Case("operators", name, "pykronecker", setup, quick, {"shapes": shapes, "k": k})
+
+#: The matmat shapes of the study (issue 6): factor sizes, with k = 32.
+MATMAT_SHAPES = [[8] * 3, [16, 16], [32, 32], [8] * 4, [16] * 3, [64, 64], [8] * 5, [32] * 3,
+                 [16] * 4, [100, 100]]
+
+def _one_thread(fn):
+    """``fn`` run with kronjit limited to one thread (in the calling thread)."""
+    from .._runtime import num_threads
+
+    def call():
+        with num_threads(1):
+            return fn()
+    return call
+
+def _cg_program(k_matvec, n_iter=50, shift=0.5):
+    """scipy's cg on ``K + shift I``, ``K @ x`` given by ``k_matvec``, ``n_iter`` iterations."""
+    from scipy.sparse.linalg import LinearOperator, cg
+    rng = np.random.default_rng(11)
+    size = 64 * 64 * 16
+    b = rng.standard_normal(size)
+    op = LinearOperator((size, size), matvec=lambda x: k_matvec(x) + shift * x, dtype=float)
+    return lambda: cg(op, b, rtol=1e-300, maxiter=n_iter)[0]
+
+def _spd_factors(sizes, seed=12):
+    rng = np.random.default_rng(seed)
+    out = []
+    for n in sizes:
+        a = rng.standard_normal((n, n))
+        out.append(a @ a.T / n + np.eye(n))
+    return out
+
+def _alternating_program(matvec, rounds=5):
+    """``rounds`` times: a 400x400 numpy matmul, then ``matvec`` of a 16^5 vec-trick product."""
+    rng = np.random.default_rng(13)
+    m = rng.standard_normal((400, 400))
+    factors = [rng.standard_normal((16, 16)) for _ in range(5)]
+    x = rng.standard_normal(16 ** 5)
+
+    def run():
+        for _ in range(rounds):
+            m @ m
+            y = matvec(factors, x)
+        return y
+    return run
+
+def rbf(points, scale):
+    return np.exp(-0.5 * np.subtract.outer(points, points) ** 2 / scale ** 2)
+
+def _gp_scan_program(solve_logdet, scales=8):
+    """A GP hyperparameter scan: for each length scale, two RBF factors built with numpy
+    (80 and 60 points), then ``solve_logdet(k1, k2, y, 0.1)``."""
+    y = np.sin(np.arange(80 * 60.0))
+    t1, t2 = np.linspace(0, 1, 80), np.linspace(0, 2, 60)
+
+    def run():
+        return [solve_logdet(rbf(t1, s), rbf(t2, s), y, 0.1)
+                for s in np.linspace(0.2, 1.0, scales)]
+    return run
+
+def gp_kronjit_step(k1, k2, y, noise):
+    """The same step with ``KronProduct``: solve and log-determinant with a shift, a product."""
+    from ..operators import KronProduct
+    cov = KronProduct([k1, k2])
+    return cov.solve(y, shift=noise), cov.logdet(shift=noise), cov @ y
+
+def _program_case(name, reference, make, quick=False, busy=False):
+    """A whole program, timed run against run: ``make()`` gives (reference, kronjit)."""
+    def setup():
+        ref, new = make()
+        return ref, new, None
+    return Case("programs", name, reference, setup, quick, busy_neighbour=busy)
+
+def _pykronecker_operator(factors):
+    try:
+        import pykronecker
+    except ImportError:
+        raise CaseSkipped("pykronecker is not installed (python -m pip install '.[bench]')")
+    return pykronecker.KroneckerProduct(factors)
+
+def _program_cases():
+    from ..dense import kron
+    from ..operators import KronProduct
+    from ..structured import block_toeplitz
+    from ..vectrick import kron_matvec
+
+    def cg_against(peer):
+        factors = _spd_factors([64, 64, 16])
+        op = KronProduct(factors)
+        ours = _cg_program(lambda x: op @ x)
+        if peer == "one thread":
+            return _one_thread(ours), ours
+        other = _pykronecker_operator(factors)
+        return _cg_program(lambda x: other @ x), ours
+
+    def alternating(peer):
+        ours = _alternating_program(kron_matvec)
+        return (_one_thread(ours) if peer == "one thread"
+                else _alternating_program(references.shuffle_matvec)), ours
+
+    def gp_scan(peer):
+        ours = _gp_scan_program(gp_kronjit_step)
+        return (_one_thread(ours) if peer == "one thread" else _gp_scan_program(references.gp_numpy)), ours
+
+    rng = np.random.default_rng(14)
+    a32 = rng.standard_normal((32, 32))
+    blocks = rng.standard_normal((32, 16, 16))
+    f8 = [rng.standard_normal((8, 8)) for _ in range(6)]
+    x8 = rng.standard_normal(8 ** 6)
+    neighbour_calls = {
+        "kron 32x32⊗32x32": lambda: kron(a32, a32),
+        "block_toeplitz 32 blocks of 16x16": lambda: block_toeplitz(blocks),
+        "kron_matvec 8^6": lambda: kron_matvec(f8, x8),
+    }
+    cases = []
+    for peer, label in (("pykronecker", "pykronecker"), ("one thread", "kronjit, 1 thread")):
+        cases.append(_program_case("cg 50 iterations, KronProduct(64,64,16) + 0.5 I", label,
+                                   lambda peer=peer: cg_against(peer)))
+    for peer, label in (("numpy", "numpy tensordot"), ("one thread", "kronjit, 1 thread")):
+        cases.append(_program_case("5 x (400x400 matmul, kron_matvec 16^5)", label,
+                                   lambda peer=peer: alternating(peer)))
+    for peer, label in (("numpy", "numpy eigh + tensordot"), ("one thread", "kronjit, 1 thread")):
+        cases.append(_program_case("GP scan: 8 length scales, 80x60 grid", label,
+                                   lambda peer=peer: gp_scan(peer), quick=peer == "numpy"))
+    cases.append(_program_case("busy neighbour: kron 32x32⊗32x32", "np.kron",
+                               lambda: (lambda: np.kron(a32, a32),
+                                        neighbour_calls["kron 32x32⊗32x32"]), busy=True))
+    for name, call in neighbour_calls.items():
+        cases.append(_program_case(f"busy neighbour: {name}", "kronjit, 1 thread",
+                                   lambda call=call: (_one_thread(call), call), busy=True))
+    return cases
+
+#: Dense kron: the factor shapes of the study, asv and pytest-benchmark.
+DENSE_SHAPES = {"⊗".join("x".join(map(str, s)) for s in shapes): shapes for shapes in [
+    [(8, 8), (8, 8)], [(32, 32), (32, 32)], [(64, 64), (64, 64)], [(300, 300), (4, 4)],
+    [(1000, 1000), (4, 4)], [(2000, 2000), (2, 2)], [(8, 8)] * 3, [(16, 16)] * 3]}
+#: The small ones: ``compare --quick`` and the pytest-benchmark file.
+DENSE_QUICK = ["8x8⊗8x8", "32x32⊗32x32", "300x300⊗4x4", "8x8⊗8x8⊗8x8"]
+#: Timed with ``out=`` as well, and in other dtypes (quick: 32x32⊗32x32).
+DENSE_OUT = ["32x32⊗32x32", "64x64⊗64x64", "1000x1000⊗4x4", "2000x2000⊗2x2"]
+DENSE_DTYPES = {"float32": ["64x64⊗64x64"], "complex128": ["64x64⊗64x64", "32x32⊗32x32"]}
+
+#: Sparse kron and kronsum: (n, percent stored) per square factor, (n, None) a dense block.
+SPARSE_PAIRS = {"300²(1%)⊗300²(1%)": ((300, 1), (300, 1)),
+                "1000²(1%)⊗1000²(1%)": ((1000, 1), (1000, 1)),
+                "10000²(0.1%)⊗100²(10%)": ((10000, 0.1), (100, 10)),
+                "100²(10%)⊗10000²(0.1%)": ((100, 10), (10000, 0.1))}
+SPARSE_QUICK = ["300²(1%)⊗300²(1%)"]
+SPARSE_FORMATS = ["csr", "csc", "coo"]
+KRONSUM_PAIRS = {"300²(1%)⊕300²(1%)": ((300, 1), (300, 1)),
+                 "1000²(1%)⊕1000²(1%)": ((1000, 1), (1000, 1))}
+#: A sparse factor and a dense block: scipy's BSR route.
+BSR_PAIRS = {"300²(1%)⊗4x4 dense": ((300, 1), (4, None)),
+             "1000²(1%)⊗4x4 dense": ((1000, 1), (4, None))}
+
+#: Block Toeplitz: m x m blocks of p x p (p = 1: scalar Toeplitz, against scipy).
+BLOCK_TOEPLITZ = {"32x32 of 16x16": (32, 16), "64x64 of 64x64": (64, 64),
+                  "1000x1000 of 4x4": (1000, 4), "16x16 of 256x256": (16, 256),
+                  "1024x1024 scalar": (1024, 1), "4096x4096 scalar": (4096, 1)}
+BLOCK_TOEPLITZ_QUICK = ["32x32 of 16x16", "1024x1024 scalar"]
+BLOCK_TOEPLITZ_OUT = ["64x64 of 64x64", "16x16 of 256x256", "4096x4096 scalar"]
+#: The FFT block Toeplitz matvec: m x m blocks of p x p.
+TOEPLITZ_MATVEC = {"256x256 of 4x4": (256, 4), "2048x2048 of 4x4": (2048, 4)}
+TOEPLITZ_MATVEC_QUICK = ["256x256 of 4x4"]
+
+#: Small vec-trick problems: ``compare --quick`` and the pytest-benchmark file.
+VECTRICK_QUICK = [([(8, 8)] * 4, 1), ([(40, 40), (3, 5)], 4)]
+
+#: Gaussian-process grids (n x n points).
+GP_GRIDS = [20, 60]
+
+
+def cases():
+    """The default study, family by family."""
+    return [
+        *[_dense_case(shapes, quick=label in DENSE_QUICK) for label, shapes in DENSE_SHAPES.items()],
+        *[_dense_case(DENSE_SHAPES[label], use_out=True, quick=label in DENSE_QUICK)
+          for label in DENSE_OUT],
+        *[_dense_case(DENSE_SHAPES[label], dtype, quick=label in DENSE_QUICK)
+          for dtype, labels in DENSE_DTYPES.items() for label in labels],
+        *[_sparse_case(*pair, fmt, quick=label in SPARSE_QUICK)
+          for label, pair in SPARSE_PAIRS.items() for fmt in SPARSE_FORMATS],
+        *[_sparse_case(*pair, "csr" if i == 0 else None, op="kronsum", quick=i == 0)
+          for i, pair in enumerate(KRONSUM_PAIRS.values())],
+        *[_sparse_case(*pair, None, quick=i == 0) for i, pair in enumerate(BSR_PAIRS.values())],
+        *[_structured_case(m, p, quick=label in BLOCK_TOEPLITZ_QUICK)
+          for label, (m, p) in BLOCK_TOEPLITZ.items()],
+        *[_structured_case(*BLOCK_TOEPLITZ[label], use_out=True) for label in BLOCK_TOEPLITZ_OUT],
+        *[_matvec_case(m, p, quick=label in TOEPLITZ_MATVEC_QUICK)
+          for label, (m, p) in TOEPLITZ_MATVEC.items()],
+        *[_vectrick_case(shapes, k, quick=True) for shapes, k in VECTRICK_QUICK],
+        *[_vectrick_case(shapes, k, ref) for ref in references.VECTRICK_REFERENCES
+          for shapes, k in VECTRICK_SHAPES],
+        *[_gp_case(n, quick=n == GP_GRIDS[0]) for n in GP_GRIDS],
+        *[_matmat_case(shapes, 32, quick=shapes == [8] * 3) for shapes in MATMAT_SHAPES],
+        *_program_cases(),
+    ]

@@ -1,0 +1,94 @@
+"""``python -m kronjit compare``: arguments, the run, its outputs."""
+import json
+import os
+import sys
+
+from . import cases as study_cases
+from .report import format_table, plot, plot_problem
+from .timing import SETTLE_S, run_case
+
+__all__ = ["add_arguments", "run"]
+
+
+def add_arguments(parser):
+    parser.add_argument("--quick", action="store_true",
+                        help="small cases and few repeats (under a minute)")
+    parser.add_argument("--only", metavar="FAMILY", action="append",
+                        help="run only this family (repeatable)")
+    parser.add_argument("--repeat", type=int, default=None,
+                        help="repeats per case (default 7, 3 with --quick)")
+    parser.add_argument("--settle", action="store_true",
+                        help=f"busy-wait {SETTLE_S} s before each timed batch: isolated "
+                             "figures, free of the threads the previous batch woke (by default "
+                             "kronjit and its reference alternate as in a program)")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--plot", metavar="FILE",
+                        help="also draw speedup against output size, one panel per family "
+                             "(.png or .svg; needs matplotlib)")
+
+def run(args):
+    from .._info import info
+    all_cases = study_cases.cases()
+    families = list(dict.fromkeys(c.family for c in all_cases))
+    unknown = sorted(set(args.only or ()) - set(families))
+    if unknown:
+        print(f"--only: no family {', '.join(unknown)}; the families are "
+              f"{', '.join(families)}", file=sys.stderr)
+        return 2
+    selected = [c for c in all_cases if (c.quick or not args.quick)
+                and (not args.only or c.family in args.only)]
+    repeat = args.repeat if args.repeat is not None else (3 if args.quick else 7)
+    if repeat < 1:
+        print(f"--repeat must be at least 1, got {repeat}", file=sys.stderr)
+        return 2
+    # every output is checked before the study runs, not after
+    problems = [plot_problem(args.plot)] if args.plot else []
+    problems += [_unwritable(path, flag) for flag, path in (("--json", args.json),
+                                                            ("--plot", args.plot)) if path]
+    problem = next((p for p in problems if p), None)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
+    runtime = info(start_threads=True)
+    print(f"kronjit {runtime['kronjit']}  numba {runtime['numba']}  numpy {runtime['numpy']}  "
+          f"threads {runtime['num_threads']} ({runtime['threading_layer']})  "
+          f"repeat {repeat}; medians of side-by-side ratios, "
+          + (f"each batch after a {SETTLE_S} s busy-wait (--settle)" if args.settle
+             else "kronjit and reference alternating as in a program"), flush=True)
+    results, skipped = [], {}
+    tty = sys.stderr.isatty()
+    for i, case in enumerate(selected, 1):
+        msg = f"[{i}/{len(selected)}] {case.family}: {case.name}"
+        print(("\r" + msg.ljust(70)) if tty else msg, end="" if tty else "\n",
+              file=sys.stderr, flush=True)
+        try:
+            results.append(run_case(case, repeat=repeat,
+                                    settle_s=SETTLE_S if args.settle else 0.0))
+        except study_cases.CaseSkipped as why:
+            skipped.setdefault(str(why), []).append(case.name)
+    if tty:
+        print("\r" + " " * 70 + "\r", end="", file=sys.stderr)
+    print(format_table(results))
+    for why, names in skipped.items():
+        print(f"skipped {len(names)} case(s): {why}: {', '.join(names)}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"runtime": runtime, "results": results}, f, indent=2)
+        print(f"wrote {args.json}")
+    if args.plot:
+        plot(results, args.plot, title=f"kronjit {runtime['kronjit']}, "
+             f"{runtime['num_threads']} threads ({runtime['threading_layer']})")
+        print(f"wrote {args.plot}")
+    return 0
+
+def _unwritable(path, flag):
+    """Why ``path`` cannot be written (checked by opening it), or None."""
+    existed = os.path.exists(path)
+    try:
+        with open(path, "ab"):
+            pass
+    except OSError as exc:
+        return f"{flag} {path}: cannot write there ({exc.strerror or exc})"
+    if not existed:
+        os.remove(path)
+    return None
