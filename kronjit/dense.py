@@ -10,15 +10,19 @@ order, with no intermediate products.  Threads take disjoint ranges of runs.
 Reference: ``numpy.kron``.  Limit: the machine's write bandwidth (the time to
 ``fill`` an array of the output's size).
 """
+from __future__ import annotations
+
 import functools
 import math
 
 import numpy as np
+from numpy.typing import ArrayLike
 from numba import njit
 
 from ._arith import EXACT_DTYPES, complex_mul_mode, mul
 from ._runtime import kernel
-from ._validation import check_out, ensure_arrays_allocatable, into_out, output_array
+from ._memory import ensure_arrays_allocatable, into_out, output_array
+from ._validation import check_out
 
 __all__ = ["kron"]
 
@@ -160,7 +164,8 @@ def _as_plain_array(x):
     return x if type(x) is np.ndarray else None
 
 
-def kron(a, b, *more, out=None):
+def kron(a: ArrayLike, b: ArrayLike, *more: ArrayLike, out: np.ndarray | None = None
+         ) -> np.ndarray:
     """Kronecker product of two or more arrays, in one parallel pass.
 
     Parameters

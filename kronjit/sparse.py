@@ -14,6 +14,8 @@ scipy itself: its sum order comes from an unstable sort and cannot be
 reproduced; so are n-D sparse arrays and dtypes without a kernel
 (longdouble, ...).
 """
+from __future__ import annotations
+
 import math
 from collections import namedtuple
 
@@ -23,7 +25,9 @@ from numba import njit
 
 from ._arith import EXACT_DTYPES, complex_mul_mode, mul
 from ._runtime import kernel, serial_kernel
-from ._validation import check_sparse, ensure_arrays_allocatable
+from ._typing import MatrixLike, SparseLike
+from ._memory import ensure_arrays_allocatable
+from ._validation import check_sparse
 
 __all__ = ["kron", "kronsum", "index_dtype"]
 
@@ -505,7 +509,8 @@ def _kron_pair(A, B, format, names):
     return built.asformat(format)
 
 
-def kron(A, B, *more, format=None):
+def kron(A: MatrixLike, B: MatrixLike, *more: MatrixLike, format: str | None = None
+         ) -> SparseLike:
     """Kronecker product of sparse (or dense) matrices, as a sparse matrix.
 
     A drop-in for :func:`scipy.sparse.kron`, chained left to right over any
@@ -619,7 +624,7 @@ def _kronsum_terms(values, term_dtype, dtype, first):
     return _kernel_values(one * values if first else values * one, dtype)
 
 
-def kronsum(A, B, format=None):
+def kronsum(A: MatrixLike, B: MatrixLike, format: str | None = None) -> SparseLike:
     """Kronecker sum of two square sparse matrices, as a sparse matrix.
 
     A drop-in for :func:`scipy.sparse.kronsum`, with scipy's convention

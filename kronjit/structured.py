@@ -9,12 +9,16 @@ slices in parallel, writing each output element once.  A copy depends on the
 dtype's size only, so values are copied as unsigned words: every numeric
 dtype is handled exactly and the kernels compile once per word size.
 """
+from __future__ import annotations
+
 import numpy as np
+from numpy.typing import ArrayLike
 import scipy.fft
 import scipy.linalg
 
 from ._runtime import get_num_threads, kernel
-from ._validation import as_ndarray, into_out, output_array
+from ._memory import into_out, output_array
+from ._validation import as_ndarray
 
 __all__ = ["block_toeplitz", "block_hankel", "block_circulant", "block_diag",
            "block_toeplitz_matvec"]
@@ -111,7 +115,7 @@ def _check_block_shape(blocks, expected, name):
                          "like c's")
 
 
-def toeplitz_blocks(c, r):
+def toeplitz_blocks(c: ArrayLike, r: ArrayLike | None) -> tuple[np.ndarray, np.ndarray]:
     """(c, r) as block stacks, with r=None the block Hermitian ``r[k] = c[k].conj().T``."""
     cb = _blocks(c, "c")
     if r is None:
@@ -179,7 +183,8 @@ def _strided_blocks(pieces, m, n, first, step, out, inputs, what):
     return result
 
 
-def block_toeplitz(c, r=None, *, out=None):
+def block_toeplitz(c: ArrayLike, r: ArrayLike | None = None, *, out: np.ndarray | None = None
+                   ) -> np.ndarray:
     """Block Toeplitz matrix from its first block column and first block row.
 
     Block (i, j) is ``c[i - j]`` for ``i >= j`` and ``r[j - i]`` otherwise.
@@ -229,7 +234,8 @@ def block_toeplitz(c, r=None, *, out=None):
                            "block_toeplitz output")
 
 
-def block_hankel(c, r=None, *, out=None):
+def block_hankel(c: ArrayLike, r: ArrayLike | None = None, *, out: np.ndarray | None = None
+                 ) -> np.ndarray:
     """Block Hankel matrix from its first block column and last block row.
 
     Block (i, j) is ``c[i + j]`` for ``i + j < m`` and ``r[i + j - m + 1]``
@@ -271,7 +277,7 @@ def block_hankel(c, r=None, *, out=None):
                            "block_hankel output")
 
 
-def block_circulant(c, *, out=None):
+def block_circulant(c: ArrayLike, *, out: np.ndarray | None = None) -> np.ndarray:
     """Block circulant matrix: block (i, j) is ``c[(i - j) mod n]``.
 
     Parameters
@@ -301,7 +307,7 @@ def block_circulant(c, *, out=None):
                            "block_circulant output")
 
 
-def block_diag(*arrs, out=None):
+def block_diag(*arrs: ArrayLike, out: np.ndarray | None = None) -> np.ndarray:
     """Block diagonal matrix, as ``scipy.linalg.block_diag``.
 
     Parameters
@@ -358,7 +364,7 @@ def block_diag(*arrs, out=None):
     return result
 
 
-def block_toeplitz_matvec(c, r, x):
+def block_toeplitz_matvec(c: ArrayLike, r: ArrayLike | None, x: ArrayLike) -> np.ndarray:
     """``block_toeplitz(c, r) @ x`` by FFT, without forming the matrix.
 
     The block Toeplitz matrix is embedded in a block circulant one of

@@ -13,7 +13,8 @@ import threading
 import numpy as np
 import scipy.sparse as sp
 
-from .._validation import as_ndarray, check_out, check_sparse, ensure_arrays_allocatable
+from .._memory import ensure_arrays_allocatable
+from .._validation import as_ndarray, check_out, check_sparse
 from .plan import Factor, make_plan
 
 __all__ = ["PreparedProduct", "check_factor", "check_factor_list", "check_trans",
