@@ -48,7 +48,7 @@ class KronOut:
 
     def setup(self, case, impl):
         self.factors = make_factors(case, "float64")
-        self.out = np.empty(np_kron_chain(self.factors).shape)
+        self.out = np.empty(chained_kron(self.factors).shape)
         kronjit.kron(*self.factors, out=self.out)
         write_pass(self.out)
 
@@ -67,12 +67,12 @@ class KronRatios:
 
     def setup(self, case):
         self.factors = make_factors(case, "float64")
-        self.shape = np_kron_chain(self.factors).shape
+        self.shape = chained_kron(self.factors).shape
         self.out = np.empty(self.shape)
         kronjit.kron(*self.factors)
 
     def track_speedup_vs_numpy(self, case):
-        return side_by_side(lambda: np_kron_chain(self.factors),
+        return side_by_side(lambda: chained_kron(self.factors),
                             lambda: kronjit.kron(*self.factors))
     track_speedup_vs_numpy.unit = "x"
 

@@ -1,4 +1,6 @@
 """Runtime report: versions, how kernels run in parallel, threads and kernel cache."""
+from __future__ import annotations
+
 import os
 import platform
 import sys
@@ -16,7 +18,7 @@ def _version(dist):
         return None
 
 
-def info(start_threads=False):
+def info(start_threads: bool = False) -> dict[str, object]:
     """Describe the runtime kronjit is running on.
 
     Parameters

@@ -21,6 +21,8 @@ of Numba's pool; docs/guide/runtime.md says why):
 * the thread count is a process-wide setting (or a per-thread one inside
   ``num_threads``), read by whichever thread launches a kernel.
 """
+from __future__ import annotations
+
 import contextlib
 import hashlib
 import itertools
@@ -32,6 +34,7 @@ import threading
 import time
 import types
 import warnings
+from collections.abc import Iterator
 
 import numba
 import numpy as np
@@ -138,7 +141,7 @@ def max_threads():
 _thread_state = threading.local()
 
 
-def get_num_threads():
+def get_num_threads() -> int:
     """Number of threads kronjit's parallel kernels use when called from this thread.
 
     The process-wide setting (:func:`set_num_threads`), unless this thread is
@@ -168,7 +171,7 @@ def _checked_count(n):
     return n
 
 
-def set_num_threads(n):
+def set_num_threads(n: int) -> None:
     """Set the number of threads kronjit's kernels use; return the old value.
 
     The setting is process-wide: it applies to calls from every thread, unlike
@@ -193,7 +196,7 @@ def set_num_threads(n):
 
 
 @contextlib.contextmanager
-def num_threads(n):
+def num_threads(n: int) -> Iterator[None]:
     """Context manager: kernels called from this thread use ``n`` threads inside the block.
 
     Only the calling thread is affected, so blocks in several threads never

@@ -21,16 +21,21 @@ dask already runs one task per core):
   applied chunk by chunk with ``kronjit.kron_matvec``, and the first one,
   which mixes slabs, by dask's distributed matrix product.
 """
+from __future__ import annotations
+
 import math
+from collections.abc import Sequence
 
 import dask
 import dask.array as da
 import numpy as np
+from numpy.typing import ArrayLike
 import scipy.sparse as sp
 from dask.base import tokenize
 from dask.layers import ArrayBlockIdDep
 
 from ._runtime import serial_in_this_thread
+from ._typing import MatrixLike
 from ._validation import as_ndarray
 from .dense import kron as _kron
 from .structured import block_toeplitz as _block_toeplitz, toeplitz_blocks
@@ -120,7 +125,7 @@ def _kron_chunk(block_id, factors, rows, cols):
 
 # --- kron -------------------------------------------------------------------------
 
-def kron(a, b, *more, chunks="auto"):
+def kron(a: ArrayLike, b: ArrayLike, *more: ArrayLike, chunks: str | tuple = "auto") -> da.Array:
     """``kronjit.kron(a, b, *more)`` as a lazy dask array.
 
     Parameters
@@ -186,7 +191,8 @@ def _toeplitz_chunk(block_id, blocks, rows_per_chunk, cols_per_chunk, m, n):
         return _block_toeplitz(c_sub, r_sub)
 
 
-def block_toeplitz(c, r=None, chunks="auto"):
+def block_toeplitz(c: ArrayLike, r: ArrayLike | None = None, chunks: str | tuple = "auto"
+                   ) -> da.Array:
     """``kronjit.block_toeplitz(c, r)`` as a lazy dask array.
 
     ``c`` and ``r`` as for :func:`kronjit.block_toeplitz` (numpy arrays of
@@ -227,7 +233,7 @@ def _apply_tail(block, tail, rest, dtype):
     return y.astype(dtype, copy=False).reshape(c, -1)
 
 
-def kron_matvec(factors, x):
+def kron_matvec(factors: Sequence[MatrixLike], x: ArrayLike) -> da.Array:
     """``kronjit.kron_matvec(factors, x)`` for a dask array ``x`` chunked along rows.
 
     Parameters

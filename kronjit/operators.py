@@ -21,10 +21,14 @@ Structure is used wherever it gives an exact shortcut:
 Factors are kept by reference, not copied: do not modify them after building
 an operator (its cached decompositions would go stale).
 """
+from __future__ import annotations
+
 import abc
 import math
 import numbers
 from collections import namedtuple
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import scipy.linalg
@@ -32,6 +36,7 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator
 
 from ._runtime import small_lapack
+from ._typing import ArrayLike, MatrixLike, SparseLike
 from .dense import kron
 from . import sparse as _sparse
 from .vectrick.product import PreparedProduct, check_factor, check_vectors, dense_factor
@@ -149,7 +154,7 @@ class KronVector:
     (4.0, 7.0, 6)
     """
 
-    def __init__(self, factors, kind="product"):
+    def __init__(self, factors: Sequence[ArrayLike], kind: str = "product") -> None:
         if kind not in ("product", "sum"):
             raise ValueError(f"kind must be 'product' or 'sum', got {kind!r}")
         vecs = []
@@ -177,7 +182,7 @@ class KronVector:
         lens = " x ".join(str(v.size) for v in self.factors)
         return f"<KronVector ({self.kind} of lengths {lens}) with dtype={self.dtype}>"
 
-    def toarray(self):
+    def toarray(self) -> np.ndarray:
         """The vector formed, shape ``(N,)``."""
         if self.kind == "product":
             return kron(*self.factors) if len(self.factors) > 1 else self.factors[0].copy()
@@ -345,19 +350,19 @@ class _KronOperator(LinearOperator, metaclass=abc.ABCMeta):
 
     # dense and sparse forms -----------------------------------------------------
     @abc.abstractmethod
-    def todense(self):
+    def todense(self) -> np.ndarray:
         """The operator as a dense ndarray of shape ``(M, N)`` (O(M N) memory)."""
 
-    def toarray(self):
+    def toarray(self) -> np.ndarray:
         """Same as :meth:`todense`."""
         return self.todense()
 
     @abc.abstractmethod
-    def tosparse(self, format="csr"):
+    def tosparse(self, format: str = "csr") -> SparseLike:
         """The operator as a scipy sparse array or matrix in ``format``."""
 
     @abc.abstractmethod
-    def diagonal(self):
+    def diagonal(self) -> np.ndarray:
         """The main diagonal, an ndarray of shape ``(min(M, N),)``."""
 
 
@@ -406,7 +411,7 @@ class KronProduct(_KronOperator):
 
     _SYMBOL = "⊗"
 
-    def __init__(self, factors):
+    def __init__(self, factors: Sequence[MatrixLike | KronProduct]) -> None:
         mats = []
         for i, f in enumerate(self._factor_list(factors)):
             if isinstance(f, KronProduct):
@@ -472,12 +477,12 @@ class KronProduct(_KronOperator):
         return super().dot(x)
 
     # forms ------------------------------------------------------------------------
-    def todense(self):
+    def todense(self) -> np.ndarray:
         """The product formed with :func:`kronjit.kron`, an ndarray of shape ``(M, N)``."""
         mats = [dense_factor(f) for f in self.factors]
         return kron(*mats) if len(mats) > 1 else mats[0].copy()
 
-    def tosparse(self, format="csr"):
+    def tosparse(self, format: str = "csr") -> SparseLike:
         """The product formed with :func:`kronjit.sparse.kron` in ``format``
         (scipy's sparray-or-spmatrix rule: a sparse array if any factor is one)."""
         mats = list(self.factors)
@@ -485,7 +490,7 @@ class KronProduct(_KronOperator):
             mats.append(np.ones((1, 1), dtype=mats[0].dtype))
         return _sparse.kron(*mats, format=format)
 
-    def diagonal(self):
+    def diagonal(self) -> np.ndarray:
         """The main diagonal, shape ``(min(M, N),)``; the Kronecker product of
         the factors' diagonals when they are square."""
         if all(f.shape[0] == f.shape[1] for f in self.factors):
@@ -507,7 +512,7 @@ class KronProduct(_KronOperator):
         return self.diagonal().sum()
 
     # inverse and solve --------------------------------------------------------------
-    def inv(self):
+    def inv(self) -> KronProduct:
         """The inverse, ``A1^-1 ⊗ ⋯ ⊗ Ad^-1``, as a KronProduct (square factors),
         computed once."""
         if self._inverse is None:
@@ -527,7 +532,7 @@ class KronProduct(_KronOperator):
             self._inverse = KronProduct(inv)
         return self._inverse
 
-    def solve(self, b, shift=None):
+    def solve(self, b: ArrayLike, shift: float | None = None) -> np.ndarray:
         """Solve ``K x = b``, or ``(K + shift I) x = b``.
 
         Parameters
@@ -565,7 +570,7 @@ class KronProduct(_KronOperator):
                                  KronProduct([q for _, q in pairs]))
         return self._eig
 
-    def eigh(self):
+    def eigh(self) -> KronEigh:
         """Eigendecomposition of a product of Hermitian factors, lazily.
 
         Returns
@@ -577,7 +582,7 @@ class KronProduct(_KronOperator):
         """
         return self._eigen("KronProduct.eigh")
 
-    def slogdet(self, shift=None):
+    def slogdet(self, shift: float | None = None) -> tuple[Any, float]:
         """``(sign, log|det|)`` of ``K`` (or of ``K + shift I``).
 
         Without ``shift``, from the factors' determinants:
@@ -604,7 +609,7 @@ class KronProduct(_KronOperator):
             logabs += power * float(la)
         return sign, logabs
 
-    def logdet(self, shift=None):
+    def logdet(self, shift: float | None = None) -> float | complex:
         """``log det K`` (or of ``K + shift I``): ``-inf`` if singular, ``nan``
         for a negative real determinant, complex for complex factors."""
         return _logdet(*self.slogdet(shift))
@@ -638,7 +643,7 @@ class KronSum(_KronOperator):
 
     _SYMBOL = "⊕"
 
-    def __init__(self, factors):
+    def __init__(self, factors: Sequence[MatrixLike | KronProduct]) -> None:
         mats = []
         for i, f in enumerate(self._factor_list(factors)):
             if not isinstance(f, KronProduct):
@@ -704,7 +709,7 @@ class KronSum(_KronOperator):
         return self._of_terms(-t for t in self._terms)
 
     # forms ------------------------------------------------------------------------
-    def todense(self):
+    def todense(self) -> np.ndarray:
         """The sum formed densely, ``sum_i kron(I, Ai, I)``, shape ``(N, N)``."""
         sizes = [t.shape[0] for t in self._terms]
         out = None
@@ -715,7 +720,7 @@ class KronSum(_KronOperator):
             out = term if out is None else np.add(out, term, out=out)
         return out
 
-    def tosparse(self, format="csr"):
+    def tosparse(self, format: str = "csr") -> SparseLike:
         """The sum built with :func:`kronjit.sparse.kronsum`, in ``format``."""
         mats = [t.tosparse() for t in self._terms]
         out = mats[0]
@@ -726,7 +731,7 @@ class KronSum(_KronOperator):
     def _factor_diagonals(self):
         return [t.diagonal().astype(self.dtype, copy=False) for t in self._terms]
 
-    def diagonal(self):
+    def diagonal(self) -> np.ndarray:
         """The main diagonal: the Kronecker sum of the factors' diagonals."""
         return KronVector(self._factor_diagonals(), "sum").toarray()
 
@@ -745,7 +750,7 @@ class KronSum(_KronOperator):
             self._eig = KronEigh(KronVector(ws, "sum"), KronProduct(qs))
         return self._eig
 
-    def eigh(self):
+    def eigh(self) -> KronEigh:
         """Eigendecomposition of a sum of Hermitian factors, lazily.
 
         Returns
@@ -757,7 +762,7 @@ class KronSum(_KronOperator):
         """
         return self._eigen("KronSum.eigh")
 
-    def solve(self, b, shift=None):
+    def solve(self, b: ArrayLike, shift: float | None = None) -> np.ndarray:
         """Solve ``(A1 ⊕ ⋯ ⊕ Ad [+ shift I]) x = b`` through the factors'
         eigendecompositions (Hermitian factors).
 
@@ -766,15 +771,15 @@ class KronSum(_KronOperator):
         """
         return self._solve_eigen(b, shift, "KronSum.solve")
 
-    def slogdet(self, shift=None):
+    def slogdet(self, shift: float | None = None) -> tuple[Any, float]:
         """``(sign, log|det|)`` from the eigenvalues (Hermitian factors)."""
         return self._slogdet_eigen(shift, "KronSum.slogdet")
 
-    def logdet(self, shift=None):
+    def logdet(self, shift: float | None = None) -> float | complex:
         """``log det`` from the eigenvalues; see :meth:`KronProduct.logdet`."""
         return _logdet(*self.slogdet(shift))
 
-    def expm(self, t=1.0):
+    def expm(self, t: float = 1.0) -> KronProduct:
         """``exp(t K)`` as a KronProduct of the factors' exponentials.
 
         ``exp(t (A ⊕ B)) = exp(t A) ⊗ exp(t B)`` holds for any square factors

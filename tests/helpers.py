@@ -4,6 +4,7 @@ The references the results are compared with (``np.kron`` chained, the
 textbook Kronecker sum, the numpy vec-trick) are the study's, in
 ``kronjit.study.references``.
 """
+import os
 import subprocess
 import sys
 import textwrap

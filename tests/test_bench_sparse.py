@@ -1,7 +1,6 @@
 """pytest-benchmark micro-benchmarks for kronjit.sparse (single checked calls in the
 normal run; time them with ``python -m pytest tests/test_bench_sparse.py
 --benchmark-enable``)."""
-import numpy as np
 import pytest
 import scipy.sparse as sp
 

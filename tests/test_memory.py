@@ -69,7 +69,7 @@ def test_kron_matvec_uses_at_most_two_work_buffers(shapes, k):
     n = math.prod(s[1] for s in shapes)
     x = rng.standard_normal((n, k))
     sizes, largest = [s[1] for s in shapes], n
-    for m_, n_ in shapes:  # any application order stays within the largest prefix product
+    for m_, _ in shapes:  # any application order stays within the largest prefix product
         sizes = sizes[1:] + [m_]
         largest = max(largest, math.prod(sizes))
     peak, result = peak_bytes(lambda: kronjit.kron_matvec(factors, x))

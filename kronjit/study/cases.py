@@ -192,9 +192,10 @@ def _vectrick_case(shapes, k=1, reference="numpy tensordot", quick=False):
         try:
             ref_call = references.VECTRICK_REFERENCES[reference](factors, x)
         except ImportError:
-            raise CaseSkipped(f"{reference} is not installed (python -m pip install '.[bench]')")
+            raise CaseSkipped(f"{reference} is not installed (python -m pip install '.[bench]')") \
+                from None
         except AssertionError:
-            raise CaseSkipped(f"{reference} does not take these factors")
+            raise CaseSkipped(f"{reference} does not take these factors") from None
         expected = references.shuffle_matvec(factors, x)
         got = np.asarray(ref_call()).reshape(-1)
         scale = np.abs(expected).max()
@@ -255,7 +256,8 @@ def _matmat_case(shapes, k, quick=False):
         try:
             ref_call = references.pykronecker_call(factors, x)
         except ImportError:
-            raise CaseSkipped("pykronecker is not installed (python -m pip install '.[bench]')")
+            raise CaseSkipped("pykronecker is not installed (python -m pip install '.[bench]')") \
+                from None
         op = KronProduct(factors)
         expected = references.shuffle_matvec(factors, x)
         for got in (op @ x, ref_call()):
@@ -340,7 +342,8 @@ def _pykronecker_operator(factors):
     try:
         import pykronecker
     except ImportError:
-        raise CaseSkipped("pykronecker is not installed (python -m pip install '.[bench]')")
+        raise CaseSkipped("pykronecker is not installed (python -m pip install '.[bench]')") \
+            from None
     return pykronecker.KroneckerProduct(factors)
 
 def _program_cases():

@@ -24,12 +24,20 @@ Reference: a numpy ``tensordot`` shuffle.  Limits: BLAS GEMM throughput for
 large factors, memory bandwidth (one read and one write of the tensor per
 fused group) for small ones.
 """
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .._typing import ArrayLike, MatrixLike
 from .product import PreparedProduct, check_factor_list, check_trans
 
 __all__ = ["kron_matvec"]
 
 
-def kron_matvec(factors, x, out=None, *, trans="N"):
+def kron_matvec(factors: Sequence[MatrixLike], x: ArrayLike, out: np.ndarray | None = None, *,
+                trans: str | int = "N") -> np.ndarray:
     """``kron(A1, ..., Ad) @ x`` without forming the Kronecker product.
 
     Parameters

@@ -187,12 +187,12 @@ _GATHER_BLOCK = 8
 
 @njit(inline="always")
 def _move_run(x, xs, stride, tb, tr, n, gather):
-    """``tb[tr + l] = x[xs + l * stride]`` for ``l < n`` (the reverse if not ``gather``)."""
-    for l in range(n):
+    """``tb[tr + pos] = x[xs + pos * stride]`` for ``pos < n`` (the reverse if not ``gather``)."""
+    for pos in range(n):
         if gather:
-            tb[tr + _U(l)] = x[xs + _U(l * stride)]
+            tb[tr + _U(pos)] = x[xs + _U(pos * stride)]
         else:
-            x[xs + _U(l * stride)] = tb[tr + _U(l)]
+            x[xs + _U(pos * stride)] = tb[tr + _U(pos)]
 
 
 @njit(inline="always")
@@ -200,8 +200,8 @@ def _move_tile(x, xb, rows, post, tb, lanes, gather):
     """Gather ``lanes`` consecutive positions of ``pre`` into a tile, their
     ``post`` runs side by side in its rows (or, ``gather`` False, scatter back).
 
-    Position ``l`` of ``pre`` is the ``rows x post`` block of ``x`` at ``xb + l
-    * rows * post``; its row ``r`` is ``tb[r * W + l * post : + post]``, ``W =
+    Position ``pos`` of ``pre`` is the ``rows x post`` block of ``x`` at ``xb + pos
+    * rows * post``; its row ``r`` is ``tb[r * W + pos * post : + post]``, ``W =
     lanes * post``, so that each tile row holds ``W`` lanes.  With ``post == 1``
     this is a transpose, done eight positions at a time so that each tile
     access fills a cache line and the eight rows of ``x`` stream side by side.
@@ -219,8 +219,8 @@ def _move_tile(x, xb, rows, post, tb, lanes, gather):
                     _move_run(x, xs, rows, tb, tr, nl, gather)
     else:
         for r in range(rows):
-            for l in range(lanes):
-                _move_run(x, _U(xb + (l * rows + r) * post), 1, tb, _U(r * wide + l * post),
+            for pos in range(lanes):
+                _move_run(x, _U(xb + (pos * rows + r) * post), 1, tb, _U(r * wide + pos * post),
                           post, gather)
 
 
