@@ -11,10 +11,11 @@ import numpy as np
 import scipy.sparse as sp
 
 import kronjit.sparse
-from kronjit.study.cases import KRONSUM_PAIRS, SPARSE_FORMATS, SPARSE_PAIRS, random_sparse
+from kronjit.study.cases import BSR_PAIRS, KRONSUM_PAIRS, SPARSE_FORMATS, SPARSE_PAIRS, random_sparse
 from kronjit.study.limits import fresh_write_pass
 from kronjit.study.references import result_arrays
 
+from . import common
 from .common import side_by_side
 
 CASES = SPARSE_PAIRS
@@ -23,7 +24,10 @@ IMPLS = {"kronjit": kronjit.sparse, "scipy": sp}
 
 
 def factors(specs, dtype="float64"):
-    return [random_sparse(n, pct, seed, dtype) for seed, (n, pct) in enumerate(specs)]
+    """The factors of a case: (n, percent) a random sparse n x n, (n, None) a dense block."""
+    return [np.random.default_rng(seed).standard_normal((n, n)).astype(dtype) if pct is None
+            else random_sparse(common.scaled(n), pct, seed, dtype)
+            for seed, (n, pct) in enumerate(specs)]
 
 
 class SparseKron:
@@ -59,13 +63,11 @@ class SparseKronDtypes:
 
 class SparseKronBSR:
     """scipy's default route for a dense second factor: one scaled block per entry of A."""
-    params = (["300²(1%)⊗4x4", "1000²(1%)⊗4x4"], list(IMPLS))
+    params = (list(BSR_PAIRS), list(IMPLS))
     param_names = ["case", "impl"]
 
     def setup(self, case, impl):
-        n = int(case.split("²")[0])
-        self.a = random_sparse(n, 1, 0)
-        self.b = np.random.default_rng(1).standard_normal((4, 4))
+        self.a, self.b = factors(BSR_PAIRS[case])
         self.kron = IMPLS[impl].kron
         self.kron(self.a, self.b)
 

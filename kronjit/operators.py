@@ -423,7 +423,7 @@ class KronProduct(_KronOperator):
                 mats.append(check_factor(f, f"factors[{i}]"))
         self.factors = tuple(mats)
         self._labels = tuple(f"factors[{i}]" for i in range(len(mats)))
-        self._product = PreparedProduct(mats)
+        self._prepared = None
         self._inverse = None
         self._eig = None
         dtype = np.result_type(*[f.dtype for f in mats])
@@ -443,6 +443,13 @@ class KronProduct(_KronOperator):
         return term
 
     # products -------------------------------------------------------------------
+    @property
+    def _product(self):
+        """The factors prepared for products (classified on first use)."""
+        if self._prepared is None:
+            self._prepared = PreparedProduct(self.factors)
+        return self._prepared
+
     def _apply(self, x, out=None, trans="N"):
         return self._product.apply(x, out, trans)
 

@@ -16,7 +16,7 @@ from kronjit.study.references import chained_kron as dense_kron, dense, textbook
 
 __all__ = ["KERNEL_DTYPES", "assert_identical", "assert_sparse_identical", "sample", "bad_outs",
            "run_python", "assert_child_ok", "assert_product_close", "rand", "dense", "dense_kron",
-           "textbook_kronsum"]
+           "textbook_kronsum", "BoundsCheckedRun"]
 
 
 #: Every dtype the kernels handle, in numpy's type order.
@@ -138,6 +138,41 @@ def run_python(code, env=None, timeout=300, cwd=None):
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=full_env,
                           capture_output=True, text=True, timeout=timeout, cwd=cwd)
+
+
+class BoundsCheckedRun:
+    """The kernel test modules run again in a child pytest with NUMBA_BOUNDSCHECK=1.
+
+    On one kernel thread, so that every part runs where its IndexError reaches
+    the test.  Started when the session is collected (conftest.py), so that it
+    runs beside the rest of the suite on the second core; the test that
+    asserts on it waits for it.
+    """
+    MODULES = ("dense", "sparse", "structured", "vectrick", "operators")
+
+    def __init__(self):
+        import tempfile
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        self.cache = tempfile.TemporaryDirectory(prefix="kronjit-boundscheck-")
+        env = dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=self.cache.name,
+                   KRONJIT_TEST_THREADS="1")
+        files = [os.path.join("tests", f"test_{m}.py") for m in self.MODULES]
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+             "-m", "not subprocess", *files], cwd=root, env=env, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def wait(self, timeout=1800):
+        """``(returncode, stdout, stderr)`` once the run has finished."""
+        out, err = self.proc.communicate(timeout=timeout)
+        self.cache.cleanup()
+        return self.proc.returncode, out, err
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
+        self.cache.cleanup()
 
 
 def assert_child_ok(proc, marker="OK"):

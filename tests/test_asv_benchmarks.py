@@ -2,7 +2,8 @@
 
 Nothing is timed: each benchmark class is set up for every parameter
 combination and each of its ``time_``/``peakmem_``/``track_`` methods is
-called once, with side-by-side ratios measured over a single repeat.
+called once, with side-by-side ratios measured over a single repeat and
+sparse factors a tenth of their size (``benchmarks.common.SIZE_DIVISOR``).
 """
 import importlib
 import importlib.util
@@ -53,6 +54,7 @@ def _call_each_once(fns, repeat=1, min_time=0.0, settle_s=0.0):
 @pytest.mark.parametrize("cls,combo,methods", list(benchmark_cases()))
 def test_benchmark_runs_once(cls, combo, methods, monkeypatch):
     monkeypatch.setattr(benchmarks.common, "REPEAT", 1)
+    monkeypatch.setattr(benchmarks.common, "SIZE_DIVISOR", 10)
     monkeypatch.setattr(kronjit.study.timing, "alternate", _call_each_once)  # nothing is timed here
     bench = cls()
     if hasattr(bench, "setup"):

@@ -280,20 +280,14 @@ def test_eight_processes_build_one_cache_at_once(tmp_path):
 
 
 @pytest.mark.subprocess
-def test_kernel_suites_pass_with_bounds_checking(tmp_path):
+def test_kernel_suites_pass_with_bounds_checking(bounds_checked_run):
     """The kernel test modules pass with NUMBA_BOUNDSCHECK=1 (on one thread, so
     that every part runs where its IndexError reaches the test), so an
-    out-of-bounds index in a kernel raises instead of corrupting memory."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    files = [os.path.join("tests", f"test_{m}.py")
-             for m in ("dense", "sparse", "structured", "vectrick", "operators")]
-    env = dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=str(tmp_path),
-               KRONJIT_TEST_THREADS="1")
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-                           "-m", "not subprocess", *files], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=1800)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    assert " passed" in proc.stdout
+    out-of-bounds index in a kernel raises instead of corrupting memory.  The
+    run starts when the session is collected and goes on beside the others."""
+    returncode, out, err = bounds_checked_run.wait()
+    assert returncode == 0, out[-4000:] + err[-2000:]
+    assert " passed" in out
 
 
 def test_kernels_compile_without_parallel_regions():
