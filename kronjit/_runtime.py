@@ -1,7 +1,6 @@
 """Everything Numba-specific lives here: compilation, caching, threads.
 
-Policy (shared/design.md, "Architecture", with kronjit's own threads in place
-of Numba's pool; docs/guide/runtime.md says why):
+The policy (docs/guide/runtime.md says why):
 
 * kernels compile lazily, on first call, for the types they meet;
 * the on-disk cache is used only where Numba finds a writable location

@@ -210,7 +210,7 @@ def _vectrick_case(shapes, k=1, reference="numpy tensordot", quick=False):
     return Case("vectrick", name, reference, setup, quick,
                 {"shapes": [list(s) for s in shapes], "k": k})
 
-#: The vec-trick shapes of the study (issue 5): (factor shapes, k).
+#: The vec-trick shapes of the study: (factor shapes, k).
 VECTRICK_SHAPES = [([(1000, 1000)] * 2, 1), ([(100, 100)] * 3, 1), ([(10, 10)] * 6, 1),
                    ([(4, 4)] * 10, 1), ([(2, 2)] * 20, 1), ([(8, 8)] * 6, 1),
                    ([(16, 16)] * 5, 1), ([(30, 50), (40, 20), (60, 70)], 1),
@@ -267,7 +267,7 @@ def _matmat_case(shapes, k, quick=False):
 
     return Case("operators", name, "pykronecker", setup, quick, {"shapes": shapes, "k": k})
 
-#: The matmat shapes of the study (issue 6): factor sizes, with k = 32.
+#: The matmat shapes of the study: factor sizes, with k = 32.
 MATMAT_SHAPES = [[8] * 3, [16, 16], [32, 32], [8] * 4, [16] * 3, [64, 64], [8] * 5, [32] * 3,
                  [16] * 4, [100, 100]]
 
