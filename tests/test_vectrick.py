@@ -20,6 +20,15 @@ from kronjit.vectrick.plan import Factor
 from kronjit.vectrick.product import PreparedProduct
 
 
+@pytest.fixture
+def tuned(monkeypatch):
+    """``tuned(name, value)`` sets a plan constant for one test; the layouts cached
+    with it are forgotten before and after."""
+    vplan.clear_cache()
+    yield lambda name, value: monkeypatch.setattr(vplan, name, value)
+    vplan.clear_cache()
+
+
 def assert_matvec_close(got, factors, x, trans="N"):
     # the product formed in the result dtype (numpy would round a float32
     # kron before multiplying a float64 x)
@@ -252,11 +261,11 @@ def test_long_lanes_from_post(extra):
 @pytest.mark.parametrize("gather_lane", [8, 128])
 @pytest.mark.parametrize("post", [1, 2, 5, 16, 31])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_short_post_gathered_from_pre(monkeypatch, dtype, post, gather_lane):
+def test_short_post_gathered_from_pre(tuned, dtype, post, gather_lane):
     """A group whose post is too short to vectorise gathers whole post runs of
     several positions of pre into its tiles: 37 positions (not a multiple of the
     eight moved together) of pre, one or several tiles, results unchanged."""
-    monkeypatch.setattr(vplan, "GATHER_LANE", gather_lane)
+    tuned("GATHER_LANE", gather_lane)
     rng = np.random.default_rng(post)
     # (the 37 x 39 factor shrinks the tensor, so BLAS applies it first)
     factors = [rand(rng, (37, 39), dtype), rand(rng, (3, 4), dtype), rand(rng, (5, 2), dtype)]
@@ -302,8 +311,8 @@ def test_mid_size_factors_are_fused_only_on_big_tensors():
 
 @pytest.mark.parametrize("k", [None, 3])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_mid_size_factors_fused(monkeypatch, dtype, k):
-    monkeypatch.setattr(vplan, "MID_FUSE_MIN_BYTES", 0)
+def test_mid_size_factors_fused(tuned, dtype, k):
+    tuned("MID_FUSE_MIN_BYTES", 0)
     rng = np.random.default_rng(32)
     shapes = [(20, 18), (3, 2), (17, 32)]  # two fused groups, a dense check of 1020 x 1152
     factors = [rand(rng, s, dtype) for s in shapes]
@@ -462,3 +471,18 @@ def test_property_against_dense(shapes, k, dtype, seed):
         assert np.array_equal(got, dense_kron(factors) @ x) and got.dtype == np.int64
     else:
         assert_matvec_close(got, factors, x)
+
+
+@pytest.mark.parametrize("shapes", [[(8, 8)] * 4, [(40, 40), (3, 5)], [(30, 30)] * 3])
+def test_layouts_are_shared_values_are_not(shapes):
+    """Products of the same shapes share one cached layout, each bound to its own values
+    (fused groups, BLAS steps, rotated GEMMs, sparse factors)."""
+    rng = np.random.default_rng(40)
+    x = rng.standard_normal(math.prod(s[1] for s in shapes))
+    vplan.clear_cache()
+    for sparse_last in (False, True, False):
+        factors = [rng.standard_normal(s) for s in shapes]
+        if sparse_last:
+            factors[-1] = sp.random(*shapes[-1], density=0.5, random_state=rng, format="csr")
+        assert_matvec_close(kronjit.kron_matvec(factors, x), factors, x)
+    assert vplan.cache_info().hits >= 1

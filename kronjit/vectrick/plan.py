@@ -12,6 +12,7 @@ kind is decided once, here.
 
 The constants below are the tuning; each states what it was measured against.
 """
+import functools
 import math
 import operator
 from typing import NamedTuple
@@ -218,10 +219,9 @@ class RotatedGemm(NamedTuple):
         rotated_gemm(x, y, self.a, self.rest)
 
 
-def _small_group_step(group, pre, post, work):
+def _small_group_step(group, pre, post, work, threads):
+    """A SmallGroup without its factors' values (``fdata`` None; see ``_bound``)."""
     fs = group.factors
-    fdata = np.concatenate([np.asarray(f.data, dtype=work).reshape(-1)
-                            for f in fs if f.kind != "identity"])
     foff = np.full(len(fs), -1, np.int64)
     at = 0
     for g, f in enumerate(fs):
@@ -244,7 +244,7 @@ def _small_group_step(group, pre, post, work):
     if by_post:
         lane = LANE
         while (lane < LANE_MAX and 2 * lane * biggest * work.itemsize <= TILE_BYTES
-               and pre * -(-post // (2 * lane)) >= MIN_TILES_PER_THREAD * max_threads()):
+               and pre * -(-post // (2 * lane)) >= MIN_TILES_PER_THREAD * threads):
             lane *= 2
         tile = biggest * min(lane, post)
     else:
@@ -254,22 +254,38 @@ def _small_group_step(group, pre, post, work):
         while lane > LANE and gathered(lane) * work.itemsize > TILE_BYTES:
             lane //= 2
         tile = gathered(lane)
-    return SmallGroup(pre, post, by_post, lane, fdata, foff, fm, fn, order, tile)
+    return SmallGroup(pre, post, by_post, lane, None, foff, fm, fn, order, tile)
 
 
-def _step(group, sizes, work):
-    """The step that applies ``group`` to a tensor of axis sizes ``sizes``."""
+def _step(group, sizes, work, threads):
+    """The step that applies ``group`` to a tensor of axis sizes ``sizes``, without
+    its factors' values."""
     pre = math.prod(sizes[:group.axes[0]])
     post = math.prod(sizes[group.axes[-1] + 1:])
     if group.kind == "small":
-        return _small_group_step(group, pre, post, work)
+        return _small_group_step(group, pre, post, work, threads)
     (f,) = group.factors
     if group.kind == "sparse":
         if work not in NATIVE_DTYPES:
-            return SparseSlabs(f.data, pre, f.n, post)
+            return SparseSlabs(None, pre, f.n, post)
+        return SparseAxis(None, None, None, pre, f.n, post)
+    return Gemm(None, pre, post)
+
+
+def _bound(step, factors, work):
+    """``step`` with the values of ``factors`` (the group's, in order) cast to ``work``."""
+    if isinstance(step, SmallGroup):
+        return step._replace(fdata=np.concatenate([np.asarray(f.data, dtype=work).reshape(-1)
+                                                   for f in factors]))
+    (f,) = factors
+    if isinstance(step, SparseAxis):
         return SparseAxis(f.data.indptr.astype(np.int64), f.data.indices.astype(np.int64),
-                          f.data.data.astype(work, copy=False), pre, f.n, post)
-    return Gemm(np.asarray(f.data, dtype=work), pre, post)
+                          f.data.data.astype(work, copy=False), step.pre, step.n, step.post)
+    if isinstance(step, SparseSlabs):
+        return step._replace(csr=f.data)
+    if isinstance(step, RotatedGemm):
+        return RotatedGemm(np.asarray(f.data, dtype=work), step.rest)
+    return Gemm(np.asarray(f.data, dtype=work), step.pre, step.post)
 
 
 class Plan(NamedTuple):
@@ -288,14 +304,38 @@ class Plan(NamedTuple):
 
 
 def make_plan(factors, dtype, k):
-    """The plan for ``factors`` (a sequence of ``Factor``), result ``dtype``, ``k`` columns."""
+    """The plan for ``factors`` (a sequence of ``Factor``), result ``dtype``, ``k`` columns.
+
+    The steps depend only on the factors' kinds and shapes: they are made once
+    per such signature (``_layout``, cached) and bound to these factors' values.
+    """
+    layout, plan = _layout(tuple((f.kind, f.m, f.n) for f in factors), dtype, k, max_threads())
+    steps = tuple(_bound(step, [factors[i] for i in which], plan.work)
+                  for step, which in zip(plan.steps, layout))
+    return plan._replace(steps=steps)
+
+
+def clear_cache():
+    """Forget the cached layouts (after a tuning constant changed)."""
+    _layout.cache_clear()
+
+
+def cache_info():
+    """Hits, misses and size of the layout cache (``functools.lru_cache``'s)."""
+    return _layout.cache_info()
+
+
+@functools.lru_cache(maxsize=1024)
+def _layout(signature, dtype, k, threads):
+    """``(which, plan)`` for factors of ``signature`` (``(kind, m, n)`` each): the plan's
+    steps without values, and for each step the positions of the factors it applies."""
     work = work_dtype(dtype)
     native = work in NATIVE_DTYPES
-    tensor_bytes = math.prod(f.n for f in factors) * k * work.itemsize
+    tensor_bytes = math.prod(n for _, _, n in signature) * k * work.itemsize
     fuse_max = MID_FACTOR_MAX if tensor_bytes >= MID_FUSE_MIN_BYTES else SMALL_FACTOR_MAX
-    planned = [f._replace(kind="small")
-               if f.kind == "dense" and native and max(f.m, f.n) <= fuse_max else f
-               for f in factors]
+    # a factor's data here is its position, bound to its values by make_plan
+    planned = [Factor("small" if kind == "dense" and native and max(m, n) <= fuse_max else kind,
+                      m, n, i) for i, (kind, m, n) in enumerate(signature)]
     if k > 1:
         planned.append(Factor("identity", k, k))
     groups = group_factors(planned, work.itemsize, native, tensor_bytes)
@@ -307,14 +347,15 @@ def make_plan(factors, dtype, k):
               and all(g.kind == "dense" for g in groups)
               and [g.axes[0] for g in groups] == list(range(len(planned))))
     sizes = [f.n for f in planned]
-    steps, sizes_after = [], []
+    steps, which, sizes_after = [], [], []
     for group in groups:
+        which.append(tuple(f.data for f in group.factors if f.kind != "identity"))
         if rotate:
             (f,) = group.factors
-            steps.append(RotatedGemm(np.asarray(f.data, dtype=work), math.prod(sizes[1:])))
+            steps.append(RotatedGemm(None, math.prod(sizes[1:])))
             sizes = sizes[1:] + [f.m]
         else:
-            steps.append(_step(group, sizes, work))
+            steps.append(_step(group, sizes, work, threads))
             sizes = list(sizes)
             for a, f in zip(group.axes, group.factors):
                 sizes[a] = f.m
@@ -325,4 +366,5 @@ def make_plan(factors, dtype, k):
     for s, size in enumerate(sizes_after):
         if not (writes_result and s == last):
             slot_sizes[s % 2] = max(slot_sizes[s % 2], size)
-    return Plan(work, tuple(steps), tuple(sizes_after), tuple(slot_sizes), writes_result)
+    return tuple(which), Plan(work, tuple(steps), tuple(sizes_after), tuple(slot_sizes),
+                              writes_result)

@@ -102,10 +102,10 @@ def _is_identity(f):
         f.sum_duplicates()
         return (f.nnz == n and np.array_equal(f.indices, np.arange(n))
                 and np.array_equal(f.indptr, np.arange(n + 1)) and bool(np.all(f.data == 1)))
-    # cheap refusals first: most factors fail on the diagonal or the first row
-    if not (np.all(np.diagonal(f) == 1) and np.count_nonzero(f[:1]) <= 1):
+    # the first row refuses most factors at once (a broadcast one without a full count)
+    if n and np.count_nonzero(f[:1]) != 1:
         return False
-    return np.count_nonzero(f) == n
+    return np.count_nonzero(f) == n and bool(np.all(np.diagonal(f) == 1))
 
 
 def _classified(f):
@@ -120,7 +120,7 @@ def _classified(f):
 
 def _transposed_factor(f, trans):
     if trans == "N":
-        return f._replace(data=f.data.tocsr() if f.kind == "sparse" else f.data)
+        return Factor(f.kind, f.m, f.n, f.data.tocsr()) if f.kind == "sparse" else f
     data = None if f.data is None else transposed(f.data, trans)
     if f.kind == "sparse":
         data = data.tocsr()
