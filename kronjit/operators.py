@@ -172,7 +172,7 @@ class KronVector:
     ndim = 1
 
     @property
-    def size(self):
+    def size(self) -> int:
         return self.shape[0]
 
     def __len__(self):
@@ -211,17 +211,17 @@ class KronVector:
             lo, hi = min(ends), max(ends)
         return lo, hi
 
-    def min(self):
+    def min(self) -> Any:
         """The smallest entry, from the factors (no O(N) pass)."""
         self._real_factors("min")
         return self._extremes()[0]
 
-    def max(self):
+    def max(self) -> Any:
         """The largest entry, from the factors (no O(N) pass)."""
         self._real_factors("max")
         return self._extremes()[1]
 
-    def sum(self):
+    def sum(self) -> Any:
         """The sum of the entries, from the factors."""
         n = self.size
         if self.kind == "product":
@@ -296,7 +296,7 @@ class _KronOperator(LinearOperator, metaclass=abc.ABCMeta):
             raise ValueError("a Kronecker operator can only be divided by a scalar")
         return self._scaled(1 / _check_scalar(other))
 
-    def dot(self, x):
+    def dot(self, x: Any) -> Any:
         if np.isscalar(x):
             return self._scaled(_check_scalar(x))
         return super().dot(x)
@@ -474,7 +474,7 @@ class KronProduct(_KronOperator):
         mats[i] = change(mats[i])
         return KronProduct(mats)
 
-    def dot(self, x):
+    def dot(self, x: Any) -> Any:
         """``K @ x``: an array for an array, a KronProduct for a KronProduct with
         matching factor shapes (``(A ⊗ B)(C ⊗ D) = AC ⊗ BD``), scipy's lazy
         product for any other operator."""
@@ -512,7 +512,7 @@ class KronProduct(_KronOperator):
             out *= np.asarray((f.tocsr() if sp.issparse(f) else f)[r, c]).reshape(-1)
         return out
 
-    def trace(self):
+    def trace(self) -> Any:
         """The trace: the product of the factors' traces when they are square."""
         if all(f.shape[0] == f.shape[1] for f in self.factors):
             return math.prod(self.dtype.type(f.trace()) for f in self.factors)
@@ -742,7 +742,7 @@ class KronSum(_KronOperator):
         """The main diagonal: the Kronecker sum of the factors' diagonals."""
         return KronVector(self._factor_diagonals(), "sum").toarray()
 
-    def trace(self):
+    def trace(self) -> Any:
         """The trace, ``sum_i tr(Ai) N / ni``."""
         return self.dtype.type(KronVector(self._factor_diagonals(), "sum").sum())
 
