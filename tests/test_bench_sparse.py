@@ -7,8 +7,8 @@ import scipy.sparse as sp
 import kronjit.sparse
 from kronjit.study.cases import KRONSUM_PAIRS, SPARSE_PAIRS, SPARSE_QUICK, random_sparse
 
-CASES = {label: SPARSE_PAIRS[label] for label in SPARSE_QUICK}
-SUM_CASE = next(iter(KRONSUM_PAIRS))
+CASES = {label: SPARSE_PAIRS[label] for label in SPARSE_QUICK if label in SPARSE_PAIRS}
+(SUM_CASE,) = (label for label in SPARSE_QUICK if label in KRONSUM_PAIRS)
 IMPLS = {"kronjit": kronjit.sparse, "scipy": sp}
 
 

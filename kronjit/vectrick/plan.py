@@ -7,8 +7,9 @@ smallest (``order_key``).  Consecutive small dense factors are grouped into one
 fused pass (``SmallGroup``); a large dense factor is one GEMM (``Gemm``, or
 ``RotatedGemm`` when every factor is large and they go in axis order); a
 sparse factor is applied with its sparsity (``SparseAxis``).  Each step is a
-named tuple of its kernel's arguments with a ``run(x, y)`` method, so the step
-kind is decided once, here.
+named tuple of its kernel's arguments with ``bound(factors, work)`` (the step
+with the factors' values, cast) and ``run(x, y)``, so the step kind is decided
+once, here.
 
 The constants below are the tuning; each states what it was measured against.
 """
@@ -170,6 +171,10 @@ class SmallGroup(NamedTuple):
     order: np.ndarray
     tile_elems: int
 
+    def bound(self, factors, work):
+        return self._replace(fdata=np.concatenate([np.asarray(f.data, dtype=work).reshape(-1)
+                                                   for f in factors]))
+
     def run(self, x, y):
         small_group(x, y, self.pre, self.post, self.by_post, self.lane, self.fdata, self.foff,
                     self.fm, self.fn, self.order, self.tile_elems, nbytes=_nbytes(x, y))
@@ -184,6 +189,11 @@ class SparseAxis(NamedTuple):
     n: int
     post: int
 
+    def bound(self, factors, work):
+        (f,) = factors
+        return SparseAxis(f.data.indptr.astype(np.int64), f.data.indices.astype(np.int64),
+                          f.data.data.astype(work, copy=False), self.pre, self.n, self.post)
+
     def run(self, x, y):
         sparse_axis(self.indptr, self.indices, self.data, x, y, self.pre, self.n, self.post,
                     nbytes=_nbytes(x, y))
@@ -196,6 +206,10 @@ class SparseSlabs(NamedTuple):
     n: int
     post: int
 
+    def bound(self, factors, work):
+        (f,) = factors
+        return self._replace(csr=f.data)
+
     def run(self, x, y):
         sparse_slabs(x, y, self.csr, self.pre, self.n, self.post)
 
@@ -206,6 +220,10 @@ class Gemm(NamedTuple):
     pre: int
     post: int
 
+    def bound(self, factors, work):
+        (f,) = factors
+        return Gemm(np.asarray(f.data, dtype=work), self.pre, self.post)
+
     def run(self, x, y):
         gemm(x, y, self.a, self.pre, self.post)
 
@@ -215,12 +233,16 @@ class RotatedGemm(NamedTuple):
     a: np.ndarray
     rest: int
 
+    def bound(self, factors, work):
+        (f,) = factors
+        return RotatedGemm(np.asarray(f.data, dtype=work), self.rest)
+
     def run(self, x, y):
         rotated_gemm(x, y, self.a, self.rest)
 
 
 def _small_group_step(group, pre, post, work, threads):
-    """A SmallGroup without its factors' values (``fdata`` None; see ``_bound``)."""
+    """A SmallGroup without its factors' values (``fdata`` None until ``bound``)."""
     fs = group.factors
     foff = np.full(len(fs), -1, np.int64)
     at = 0
@@ -272,22 +294,6 @@ def _step(group, sizes, work, threads):
     return Gemm(None, pre, post)
 
 
-def _bound(step, factors, work):
-    """``step`` with the values of ``factors`` (the group's, in order) cast to ``work``."""
-    if isinstance(step, SmallGroup):
-        return step._replace(fdata=np.concatenate([np.asarray(f.data, dtype=work).reshape(-1)
-                                                   for f in factors]))
-    (f,) = factors
-    if isinstance(step, SparseAxis):
-        return SparseAxis(f.data.indptr.astype(np.int64), f.data.indices.astype(np.int64),
-                          f.data.data.astype(work, copy=False), step.pre, step.n, step.post)
-    if isinstance(step, SparseSlabs):
-        return step._replace(csr=f.data)
-    if isinstance(step, RotatedGemm):
-        return RotatedGemm(np.asarray(f.data, dtype=work), step.rest)
-    return Gemm(np.asarray(f.data, dtype=work), step.pre, step.post)
-
-
 class Plan(NamedTuple):
     """Everything one product needs for a result dtype and column count.
 
@@ -309,10 +315,11 @@ def make_plan(factors, dtype, k):
     The steps depend only on the factors' kinds and shapes: they are made once
     per such signature (``_layout``, cached) and bound to these factors' values.
     """
-    layout, plan = _layout(tuple((f.kind, f.m, f.n) for f in factors), dtype, k, max_threads())
-    steps = tuple(_bound(step, [factors[i] for i in which], plan.work)
-                  for step, which in zip(plan.steps, layout))
-    return plan._replace(steps=steps)
+    which, unbound = _layout(tuple((f.kind, f.m, f.n) for f in factors), dtype, k,
+                             max_threads())
+    steps = tuple(step.bound([factors[i] for i in positions], unbound.work)
+                  for step, positions in zip(unbound.steps, which))
+    return unbound._replace(steps=steps)
 
 
 def clear_cache():

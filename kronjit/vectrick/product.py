@@ -178,11 +178,6 @@ class PreparedProduct:
         """Whether factor ``i`` is an identity matrix (skipped by products)."""
         return self.factors[i].kind == "identity"
 
-    def shape(self, trans="N"):
-        """``(M, N)`` of ``kron(*factors)`` (transposed for ``'T'``/``'C'``)."""
-        fs = self._factors(trans)
-        return math.prod(f.m for f in fs), math.prod(f.n for f in fs)
-
     def _factors(self, trans):
         fs = self._oriented.get(trans)
         if fs is None:
