@@ -23,6 +23,7 @@ The policy (docs/guide/runtime.md says why):
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import itertools
 import operator
@@ -42,8 +43,8 @@ from numba import types as nbtypes
 from numba.core.caching import FunctionCache
 from numba.extending import intrinsic
 
-__all__ = ["kernel", "serial_kernel", "get_num_threads", "set_num_threads", "num_threads",
-           "cache_location"]
+__all__ = ["kernel", "serial_kernel", "run_python_parts", "get_num_threads", "set_num_threads",
+           "num_threads", "cache_location"]
 
 #: Work (bytes written) below which the calling thread does it all: handing
 #: parts to helper threads costs more than it saves.
@@ -126,6 +127,7 @@ def _after_fork_in_child():
     _parallel_lock = threading.Lock()
     _settings_lock = threading.Lock()
     _helpers = _Helpers()
+    _python_workers.clear()
 
 
 if hasattr(os, "register_at_fork"):
@@ -345,24 +347,29 @@ _RUNNER_DIGEST = hashlib.sha1(_run_parts.__code__.co_code
                               + repr(_run_parts.__code__.co_names).encode()).hexdigest()[:10]
 
 
+def _relocated(template, home, name, bindings):
+    """A copy of ``template`` named ``name`` with ``bindings`` added to its globals, its code
+    placed in ``home``'s file and line: Numba's cache keys an entry by that file, line and
+    name, and checks only that file's timestamp, so the entry lives and expires with
+    ``home`` and one template bound differently gets one entry per name."""
+    code = template.__code__.replace(co_filename=home.__code__.co_filename,
+                                     co_firstlineno=home.__code__.co_firstlineno,
+                                     co_name=name)
+    func = types.FunctionType(code, {**template.__globals__, **bindings})
+    func.__qualname__ = home.__qualname__.rsplit(".", 1)[0] + "." + name \
+        if "." in home.__qualname__ else name
+    func.__module__ = home.__module__
+    func.__doc__ = template.__doc__
+    return func
+
+
 def _parts_runner(func, body):
     """``_run_parts`` compiled for one kernel: ``body`` bound as a global (not a closure
-    variable, which Numba's cache would key by object identity), and the code placed in
-    the kernel's own file and line, so that its cache entry lives and expires with it.
-    Numba checks only that file's timestamp, so the name carries a digest of the
-    template: a changed template is a new cache entry, not a stale one."""
-    code = _run_parts.__code__.replace(co_filename=func.__code__.co_filename,
-                                       co_firstlineno=func.__code__.co_firstlineno,
-                                       co_name=f"{func.__name__}_parts_{_RUNNER_DIGEST}")
-    runner = types.FunctionType(code, {"body": body, "_fetch_add": _fetch_add,
-                                       "_load_acquire": _load_acquire, "_cpu_pause": _cpu_pause,
-                                       "_store_release": _store_release,
-                                       "_RUNNING": _RUNNING, "_LEAVING": _LEAVING,
-                                       "_COMING": _COMING,
-                                       "__builtins__": __builtins__})
-    runner.__qualname__ = f"{func.__qualname__}_parts_{_RUNNER_DIGEST}"
-    runner.__module__ = func.__module__
-    return _jit(runner)
+    variable, which Numba's cache would key by object identity) and the code placed with
+    the kernel (``_relocated``).  The name carries a digest of the template: a changed
+    template is a new cache entry, not a stale one."""
+    return _jit(_relocated(_run_parts, func, f"{func.__name__}_parts_{_RUNNER_DIGEST}",
+                           {"body": body}))
 
 
 class _Job:
@@ -557,6 +564,13 @@ class kernel:
         self.__doc__ = func.__doc__
         self.__name__ = func.__name__
 
+    def bound(self, suffix: str, **bindings) -> kernel:
+        """This kernel with some of its globals bound to other objects (a scalar
+        function in place of a default one, say), compiled and cached as a kernel of
+        its own, ``<name>_<suffix>``."""
+        return kernel(_relocated(self.py_func, self.py_func, f"{self.__name__}_{suffix}",
+                                 bindings))
+
     def __call__(self, *args, nbytes):
         if nbytes >= PARALLEL_MIN_BYTES:
             threads = get_num_threads()
@@ -573,6 +587,86 @@ class kernel:
                     finally:
                         lock.release()
         return self.compiled(*args, 0, 1)
+
+
+# --- parallel calls of Python code that releases the GIL ----------------------
+
+class _PythonJob:
+    """``fn(part)`` for every part, shared by the caller and worker threads: each takes
+    the next part when it runs, so a worker that starts late costs the call nothing."""
+
+    def __init__(self, fn, nparts):
+        self.fn, self.nparts = fn, nparts
+        self.take = itertools.count().__next__  # atomic under the GIL
+        self.context = contextvars.copy_context()  # numpy's errstate is a context variable
+        self.running = 0
+        self.idle = threading.Condition()
+        self.error = None
+
+    def work(self):
+        with self.idle:
+            self.running += 1
+        try:
+            self.context.copy().run(self._take_parts)
+        finally:
+            with self.idle:
+                self.running -= 1
+                self.idle.notify_all()
+
+    def _take_parts(self):
+        while self.error is None:
+            fn = self.fn
+            part = self.take()
+            if fn is None or part >= self.nparts:
+                return
+            try:
+                fn(part)
+            except BaseException as exc:  # noqa: BLE001 - re-raised by the caller
+                self.error = exc
+
+
+def _python_worker(jobs):
+    while True:
+        jobs.get().work()
+
+
+_python_workers = []
+_python_workers_lock = threading.Lock()
+
+
+def run_python_parts(fn, length, nbytes):
+    """Call ``fn(start, stop)`` over disjoint ranges that cover ``range(length)``, on this
+    thread and, for work of ``nbytes`` large enough and more than one thread allowed,
+    on worker threads.
+
+    For Python code whose time is spent in calls that release the GIL (numpy's ufunc
+    loops on disjoint blocks of one output).  The parts run under the caller's
+    context variables (numpy's ``errstate``); the first exception a part raises is
+    raised here once every part that started has finished.
+    """
+    threads = get_num_threads()
+    nparts = min(length, parts_for(nbytes, threads))
+    if nparts < 2 or getattr(_thread_state, "serial", False):
+        if length:
+            fn(0, length)
+        return
+    job = _PythonJob(lambda part: fn(length * part // nparts, length * (part + 1) // nparts),
+                     nparts)
+    nworkers = min(threads, nparts) - 1
+    with _python_workers_lock:
+        while len(_python_workers) < nworkers:
+            jobs = queue.SimpleQueue()
+            threading.Thread(target=_python_worker, args=(jobs,), daemon=True,
+                             name=f"kronjit-python-{len(_python_workers)}").start()
+            _python_workers.append(jobs)
+    for jobs in _python_workers[:nworkers]:
+        jobs.put(job)
+    job.work()
+    with job.idle:
+        job.fn = None  # a worker that comes to the job from now on finds nothing to do
+        job.idle.wait_for(lambda: job.running == 0)
+    if job.error is not None:
+        raise job.error
 
 
 # --- BLAS and LAPACK calls made by kronjit -------------------------------------

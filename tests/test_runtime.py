@@ -580,3 +580,90 @@ def test_cli_info_and_compare_quick_run(tmp_path):
     assert "threading_layer" in proc.stdout and "speedup" in proc.stdout
     assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert b"<svg" in (tmp_path / "s.svg").read_bytes()[:1000]
+
+
+# --- Python parts (numpy's own loops on threads) and bound kernels --------------------
+
+def _python_parts_log(length, nbytes, fail=None, delay=0.0):
+    import threading
+    import time
+    ranges, threads = [], set()
+
+    def fn(start, stop):
+        threads.add(threading.current_thread().name)
+        if delay:
+            time.sleep(delay)  # without the GIL, as numpy's loops run
+        if fail is not None and start <= fail < stop:
+            raise ValueError("part failed")
+        ranges.append((start, stop))
+    return fn, ranges, threads
+
+
+@pytest.mark.skipif(_runtime.max_threads() < 2, reason="needs 2+ threads")
+def test_python_parts_cover_the_range_once_on_several_threads():
+    fn, ranges, threads = _python_parts_log(100, 1 << 24, delay=0.01)
+    with kronjit.num_threads(2):
+        _runtime.run_python_parts(fn, 100, 1 << 24)
+    covered = sorted(i for start, stop in ranges for i in range(start, stop))
+    assert covered == list(range(100)) and len(ranges) > 2
+    assert any(name.startswith("kronjit-python") for name in threads)
+
+
+def test_python_parts_small_work_serial_or_one_thread_stay_on_the_caller():
+    import threading
+    me = threading.current_thread().name
+    for length, nbytes, threads_allowed in ((100, 1000, 2), (100, 1 << 24, 1), (1, 1 << 24, 2)):
+        fn, ranges, threads = _python_parts_log(length, nbytes)
+        with kronjit.num_threads(threads_allowed):
+            _runtime.run_python_parts(fn, length, nbytes)
+        assert ranges == [(0, length)] and threads == {me}
+    fn, ranges, threads = _python_parts_log(100, 1 << 24)
+    with _runtime.serial_in_this_thread():
+        _runtime.run_python_parts(fn, 100, 1 << 24)
+    assert ranges == [(0, 100)] and threads == {me}
+    fn, ranges, _ = _python_parts_log(0, 1 << 24)
+    _runtime.run_python_parts(fn, 0, 1 << 24)
+    assert ranges == []
+
+
+@pytest.mark.skipif(_runtime.max_threads() < 2, reason="needs 2+ threads")
+@pytest.mark.parametrize("fail", [0, 99])
+def test_python_parts_raise_after_every_started_part_finished(fail):
+    fn, ranges, _ = _python_parts_log(100, 1 << 24, fail=fail, delay=0.005)
+    with kronjit.num_threads(2), pytest.raises(ValueError, match="part failed"):
+        _runtime.run_python_parts(fn, 100, 1 << 24)
+    done = len(ranges)
+    import time
+    time.sleep(0.05)
+    assert len(ranges) == done, "a part ran after the call had returned"
+    fn, ranges, _ = _python_parts_log(100, 1 << 24)  # the workers still serve
+    with kronjit.num_threads(2):
+        _runtime.run_python_parts(fn, 100, 1 << 24)
+    assert sorted(i for s, e in ranges for i in range(s, e)) == list(range(100))
+
+
+FORKED_PYTHON_PARTS = """
+import os
+import numpy as np, kronjit
+a, b = np.random.default_rng(0).random((64, 64)), np.random.default_rng(1).random((64, 64))
+from kronjit import _runtime
+def hypot(out):
+    return lambda start, stop: np.hypot(a[start:stop], b[start:stop], out=out[start:stop])
+want = np.empty_like(a)
+_runtime.run_python_parts(hypot(want), 64, 1 << 24)  # the parent's workers exist now
+pid = os.fork()
+if pid == 0:
+    got = np.empty_like(a)
+    _runtime.run_python_parts(hypot(got), 64, 1 << 24)
+    ok = np.array_equal(got, want) and np.array_equal(want, np.hypot(a, b))
+    os._exit(0 if ok else 1)
+_, status = os.waitpid(pid, 0)
+assert os.waitstatus_to_exitcode(status) == 0
+print("OK")
+"""
+
+
+@pytest.mark.subprocess
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_forked_child_runs_python_parts():
+    assert_child_ok(run_python(FORKED_PYTHON_PARTS))
