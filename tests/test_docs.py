@@ -9,6 +9,7 @@ import kronjit.dense
 import kronjit.operators
 import kronjit.sparse
 import kronjit.structured
+import kronjit.tensors
 import kronjit.vectrick
 
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
@@ -21,7 +22,8 @@ def test_readme_examples():
 
 
 @pytest.mark.parametrize("module", [kronjit.dense, kronjit.sparse, kronjit.structured,
-                                    kronjit.vectrick, kronjit.operators, kronjit.dask],
+                                    kronjit.tensors, kronjit.vectrick, kronjit.operators,
+                                    kronjit.dask],
                          ids=lambda m: m.__name__)
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)

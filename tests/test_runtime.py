@@ -642,20 +642,26 @@ def test_python_parts_raise_after_every_started_part_finished(fail):
     assert sorted(i for s, e in ranges for i in range(s, e)) == list(range(100))
 
 
+def test_bound_kernel_runs_its_own_scalar_and_leaves_the_template():
+    from kronjit import dense
+    plus = dense._kron_fill.bound("test_plus", combine=numba.njit(lambda x, y, fused: x + y))
+    assert plus.__name__ == "_kron_fill_test_plus" and plus.py_func.__name__ == plus.__name__
+    a, b = np.arange(4.0), np.arange(3.0)
+    out = np.empty(12)
+    _, plan = dense._plan(((4,), (3,)))
+    plus(a, b, plan, dense._no_batches(2), 0, out, nbytes=out.nbytes)
+    np.testing.assert_array_equal(out, np.add.outer(a, b).ravel())
+    assert np.array_equal(kronjit.kron(a, b), np.kron(a, b))  # the template still multiplies
+
+
 FORKED_PYTHON_PARTS = """
 import os
 import numpy as np, kronjit
 a, b = np.random.default_rng(0).random((64, 64)), np.random.default_rng(1).random((64, 64))
-from kronjit import _runtime
-def hypot(out):
-    return lambda start, stop: np.hypot(a[start:stop], b[start:stop], out=out[start:stop])
-want = np.empty_like(a)
-_runtime.run_python_parts(hypot(want), 64, 1 << 24)  # the parent's workers exist now
+want = kronjit.kron(a, b, op=np.hypot)  # the parent's workers exist now
 pid = os.fork()
 if pid == 0:
-    got = np.empty_like(a)
-    _runtime.run_python_parts(hypot(got), 64, 1 << 24)
-    ok = np.array_equal(got, want) and np.array_equal(want, np.hypot(a, b))
+    ok = np.array_equal(kronjit.kron(a, b, op=np.hypot), want)
     os._exit(0 if ok else 1)
 _, status = os.waitpid(pid, 0)
 assert os.waitstatus_to_exitcode(status) == 0

@@ -11,7 +11,10 @@ import scipy.sparse as sp
 
 __all__ = ["chained_kron", "textbook_kronsum", "gather_blocks", "block_toeplitz_gather",
            "shuffle_matvec", "pykronecker_call", "pyfastkron_call", "VECTRICK_REFERENCES",
-           "gp_dense", "gp_numpy", "result_arrays", "same_sparse"]
+           "gp_dense", "gp_numpy", "result_arrays", "same_sparse",
+           "kron_op_outer", "kron_op_broadcast", "batch_kron_loop", "batch_kron_broadcast",
+           "face_split_rows", "face_split_broadcast", "sparse_face_split_rows",
+           "sparse_face_split_numpy", "mttkrp_naive", "mttkrp_tensorly"]
 
 
 def dense(f):
@@ -113,3 +116,104 @@ def same_sparse(got, expected):
             and got.dtype == expected.dtype and got.shape == expected.shape
             and all(g.dtype == e.dtype and np.array_equal(g, e, equal_nan=True)
                     for g, e in zip(result_arrays(got), result_arrays(expected))))
+
+
+# --- the Kronecker family -------------------------------------------------------------
+
+def kron_op_outer(a, b, op):
+    """``np.kron``'s layout of ``op.outer(a, b)``: the outer table, axes interleaved."""
+    a, b = np.asarray(a), np.asarray(b)
+    nd = max(a.ndim, b.ndim)
+    a = a.reshape((1,) * (nd - a.ndim) + a.shape)
+    b = b.reshape((1,) * (nd - b.ndim) + b.shape)
+    table = op.outer(a, b)
+    return table.transpose([t for i in range(nd) for t in (i, nd + i)]).reshape(
+        [a.shape[i] * b.shape[i] for i in range(nd)])
+
+
+def kron_op_broadcast(a, b, op):
+    """The fastest numpy formulation of ``kron(a, b, op=op)`` for 2-D factors: one
+    broadcast call of ``op`` into the interleaved layout (how ``np.kron`` multiplies)."""
+    (m, n), (p, q) = a.shape, b.shape
+    return op(a[:, None, :, None], b[None, :, None, :]).reshape(m * p, n * q)
+
+
+def batch_kron_loop(factors):
+    """``np.kron`` chained over every item of the broadcast batch, one item at a time."""
+    batch = np.broadcast_shapes(*(np.shape(f)[:-2] for f in factors))
+    stacks = [np.broadcast_to(f, batch + np.shape(f)[-2:]) for f in factors]
+    items = [chained_kron([s[i] for s in stacks]) for i in np.ndindex(batch)]
+    core = chained_kron([np.zeros(np.shape(f)[-2:], np.asarray(f).dtype) for f in factors])
+    return np.array(items, dtype=core.dtype).reshape(batch + core.shape)
+
+
+def batch_kron_broadcast(a, b):
+    """The fastest numpy formulation of ``batch_kron(a, b)``: one broadcast multiply."""
+    m, n = a.shape[-2:]
+    p, q = b.shape[-2:]
+    prod = a[..., :, None, :, None] * b[..., None, :, None, :]
+    return prod.reshape(prod.shape[:-4] + (m * p, n * q))
+
+
+def face_split_rows(factors):
+    """Row ``i`` is ``np.kron`` chained over the factors' rows ``i``."""
+    rows = [chained_kron([np.asarray(f)[i] for f in factors]) for i in range(len(factors[0]))]
+    width = math.prod(np.shape(f)[1] for f in factors)
+    dtype = chained_kron([np.zeros(1, np.asarray(f).dtype) for f in factors]).dtype
+    return np.array(rows, dtype=dtype).reshape(len(factors[0]), width)
+
+
+def face_split_broadcast(a, b):
+    """The fastest numpy formulation of ``face_split(a, b)``: one broadcast multiply."""
+    return (a[:, :, None] * b[:, None, :]).reshape(a.shape[0], -1)
+
+
+def sparse_face_split_rows(factors):
+    """Row ``i`` is ``scipy.sparse.kron`` of the factors' rows ``i``, stacked (canonical CSR)."""
+    csr = [sp.csr_array(f) for f in factors]
+    rows = []
+    for i in range(csr[0].shape[0]):
+        row = csr[0][[i]]
+        for f in csr[1:]:
+            row = sp.kron(row, f[[i]], format="csr")
+        rows.append(row)
+    result = sp.vstack(rows, format="csr")
+    result.sort_indices()
+    return result
+
+
+def sparse_face_split_numpy(A, B):
+    """The fastest scipy formulation found for the face-splitting product of CSR ``A`` and
+    ``B``: every output entry's source positions at once with numpy (repeat, arange),
+    then one gather and multiply; a CSR array over the results.  (Column indexing,
+    ``A[:, cols].multiply(B[:, cols])``, or stacking row products are 100-1000x slower.)"""
+    ka, kb = np.diff(A.indptr), np.diff(B.indptr)
+    counts = ka * kb
+    indptr = np.concatenate([[0], np.cumsum(counts)])
+    offset = np.arange(indptr[-1]) - np.repeat(indptr[:-1], counts)
+    kb_rep = np.repeat(kb, counts)
+    ia = np.repeat(A.indptr[:-1], counts) + offset // kb_rep
+    ib = np.repeat(B.indptr[:-1], counts) + offset % kb_rep
+    indices = A.indices[ia].astype(np.int64) * B.shape[1] + B.indices[ib]
+    return sp.csr_array((A.data[ia] * B.data[ib], indices, indptr),
+                        shape=(A.shape[0], A.shape[1] * B.shape[1]))
+
+
+def mttkrp_naive(X, factors, mode):
+    """``unfold(X, mode) @ khatri_rao(others)`` as written: the unfolding copies ``X`` for
+    every mode but the first, and the Khatri-Rao product is formed."""
+    import scipy.linalg
+    others = [U for k, U in enumerate(factors) if k != mode]
+    kr = others[0]
+    for U in others[1:]:
+        kr = scipy.linalg.khatri_rao(kr, U)
+    rest = math.prod(n for k, n in enumerate(X.shape) if k != mode)
+    return np.moveaxis(X, mode, 0).reshape(X.shape[mode], rest) @ kr
+
+
+def mttkrp_tensorly(X, factors, mode):
+    """tensorly's ``unfolding_dot_khatri_rao`` (numpy backend); ImportError without it."""
+    import tensorly
+    from tensorly.cp_tensor import unfolding_dot_khatri_rao
+    tensorly.set_backend("numpy")
+    return unfolding_dot_khatri_rao(X, (None, list(factors)), mode)
