@@ -21,7 +21,7 @@ import kronjit.study.timing
 BENCH_DIR = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
 KINDS = ("time_", "peakmem_", "track_")
 #: References from the bench extra, whose benchmarks asv (and this test) skip where absent.
-OPTIONAL_REFERENCES = ("pykronecker", "pyfastkron")
+OPTIONAL_REFERENCES = ("pykronecker", "pyfastkron", "tensorly")
 
 
 def benchmark_cases():

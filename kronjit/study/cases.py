@@ -6,6 +6,7 @@ reference once, and returns the callables to time: the reference, kronjit and
 the limit (see ``limits``), or None where no limit applies.
 """
 import contextlib
+import functools
 import math
 import subprocess
 import sys
@@ -20,7 +21,8 @@ __all__ = ["Case", "CaseSkipped", "cases", "random_sparse", "busy_neighbour", "v
            "gp_problem", "gp_kronjit", "gp_kronjit_step", "rbf", "VECTRICK_SHAPES",
            "MATMAT_SHAPES", "DENSE_SHAPES", "DENSE_QUICK", "SPARSE_PAIRS", "SPARSE_QUICK",
            "SPARSE_FORMATS", "KRONSUM_PAIRS", "BLOCK_TOEPLITZ", "BLOCK_TOEPLITZ_QUICK",
-           "TOEPLITZ_MATVEC", "TOEPLITZ_MATVEC_QUICK", "VECTRICK_QUICK", "GP_GRIDS"]
+           "TOEPLITZ_MATVEC", "TOEPLITZ_MATVEC_QUICK", "VECTRICK_QUICK", "GP_GRIDS",
+           "family_inputs", "family_calls", "random_rows", "FAMILY_OUT", "FAMILY_QUICK"]
 
 
 @dataclass
@@ -434,6 +436,125 @@ TOEPLITZ_MATVEC_QUICK = ["256x256 of 4x4"]
 #: Small vec-trick problems: ``compare --quick`` and the pytest-benchmark file.
 VECTRICK_QUICK = [([(8, 8)] * 4, 1), ([(40, 40), (3, 5)], 4)]
 
+def _family_calls():
+    """The Kronecker family's problems (``family_inputs`` builds their inputs): reference
+    name, reference, and kronjit's call (taking ``out=`` where it has one)."""
+    from .. import dense, sparse, tensors
+    ops = {"add": np.add, "maximum": np.maximum, "hypot": np.hypot}
+    calls = {
+        f"kron op={name}": (f"numpy broadcast {name} (np.kron's own way)",
+                            lambda a, b, op=op: references.kron_op_broadcast(a, b, op),
+                            lambda a, b, out=None, op=op: dense.kron(a, b, op=op, out=out))
+        for name, op in ops.items()}
+    calls.update({
+        "batch_kron": ("numpy broadcast multiply", references.batch_kron_broadcast,
+                       dense.batch_kron),
+        "khatri_rao": ("scipy.linalg.khatri_rao", _scipy_khatri_rao, dense.khatri_rao),
+        "face_split": ("numpy broadcast multiply", references.face_split_broadcast,
+                       dense.face_split),
+        "sparse.face_split": ("numpy gather (repeat/arange)", references.sparse_face_split_numpy,
+                              sparse.face_split),
+    })
+    for mode in ("all modes", 0, 1, 2):
+        for ref_name, ref in (("tensorly", references.mttkrp_tensorly),
+                              ("naive unfold @ khatri_rao", references.mttkrp_naive)):
+            calls[f"mttkrp {mode} vs {ref_name}"] = (
+                ref_name, lambda X, factors, ref=ref, mode=mode: _modes(ref, X, factors, mode),
+                lambda X, factors, mode=mode: _modes(tensors.mttkrp, X, factors, mode))
+    return calls
+
+def _scipy_khatri_rao(a, b):
+    import scipy.linalg
+    return scipy.linalg.khatri_rao(a, b)
+
+def _modes(fn, X, factors, mode):
+    """``fn(X, factors, mode)``, or over every mode in turn (one CP-ALS sweep's MTTKRPs)."""
+    if mode == "all modes":
+        return [fn(X, factors, m) for m in range(X.ndim)]
+    return fn(X, factors, mode)
+
+def family_inputs(kind, scale=1):
+    """The inputs of a family problem (``FAMILY_KINDS``), sizes divided by ``scale``."""
+    rng = np.random.default_rng(21)
+    def size(n):
+        return max(2, n // scale)
+    if kind.startswith("kron"):
+        return [rng.standard_normal((size(64), 64)), rng.standard_normal((64, 64))]
+    if kind == "batch_kron":
+        return [rng.standard_normal((size(4096), 8, 8)) for _ in range(2)]
+    if kind == "khatri_rao":
+        return [rng.standard_normal((size(500), 64)), rng.standard_normal((size(400), 64))]
+    if kind == "face_split":
+        return [rng.standard_normal((size(20000), 32)) for _ in range(2)]
+    if kind == "sparse.face_split":
+        return [random_rows(size(100000), 1000, 1.0, 1), random_rows(size(100000), 500, 2.0, 2)]
+    if kind.startswith("mttkrp"):
+        n = size(300)
+        return [rng.standard_normal((n, n, n)), [rng.standard_normal((n, 32)) for _ in range(3)]]
+    raise ValueError(f"no family problem {kind!r}")
+
+def random_rows(rows, cols, percent, seed):
+    """A rows x cols CSR array with ``percent`` % of its entries stored, at random (seeded)."""
+    import scipy.sparse as sp
+    return sp.random_array((rows, cols), density=percent / 100, format="csr",
+                           rng=np.random.default_rng(seed))
+
+@functools.lru_cache(maxsize=1)
+def family_calls():
+    """``{kind: (reference name, reference, kronjit call)}`` of the Kronecker family."""
+    return _family_calls()
+
+#: The family's problems timed with ``out=`` too, and the quick ones.
+FAMILY_OUT = ["kron op=add", "batch_kron", "khatri_rao", "face_split"]
+FAMILY_QUICK = ["kron op=add", "khatri_rao", "face_split", "mttkrp all modes vs naive unfold @ "
+                "khatri_rao"]
+
+def _family_case(kind, use_out=False, quick=False):
+    name = kind + (" out=" if use_out else "")
+    reference_name = family_calls()[kind][0]
+
+    def setup():
+        _, reference, candidate = family_calls()[kind]
+        inputs = family_inputs(kind)
+        try:
+            expected = reference(*inputs)
+        except ImportError:
+            raise CaseSkipped(f"{reference_name} is not installed") from None
+        got = candidate(*inputs)
+        if kind.startswith("mttkrp"):
+            as_list = lambda r: r if isinstance(r, list) else [r]  # noqa: E731
+            for g, e in zip(as_list(got), as_list(expected)):
+                if not np.allclose(g, e, rtol=1e-9, atol=1e-9 * np.abs(e).max()):
+                    raise AssertionError(f"kronjit.mttkrp disagrees with {reference_name}")
+            X, factors = inputs
+            flops = 2 * X.size * factors[0].shape[1] * (X.ndim if "all" in kind else 1)
+            return (lambda: reference(*inputs), lambda: candidate(*inputs),
+                    limits.same_flop_gemm(flops))
+        if kind.startswith("sparse"):
+            if not references.same_sparse(got, expected) and not (
+                    np.array_equal(got.indptr, expected.indptr)
+                    and np.array_equal(got.indices, expected.indices)
+                    and np.array_equal(got.data, expected.data)):
+                raise AssertionError(f"kronjit.{kind} disagrees with {reference_name}")
+            shapes = [(a.size, a.dtype) for a in references.result_arrays(got)]
+            del expected, got
+
+            def fill():
+                for n, dtype in shapes:
+                    limits.fresh_write_pass(n, dtype)
+            return lambda: reference(*inputs), lambda: candidate(*inputs), fill
+        if got.dtype != expected.dtype or not np.array_equal(got, expected):
+            raise AssertionError(f"kronjit.{kind} disagrees with {reference_name}")
+        if use_out:
+            buf = np.empty_like(expected)
+            return (lambda: reference(*inputs), lambda: candidate(*inputs, out=buf),
+                    lambda: limits.write_pass(buf))
+        write_limit = None if "hypot" in kind else \
+            (lambda: limits.fresh_write_pass(expected.shape, expected.dtype))
+        return lambda: reference(*inputs), lambda: candidate(*inputs), write_limit
+
+    return Case("family", name, reference_name, setup, quick, {"kind": kind, "out": use_out})
+
 #: Gaussian-process grids (n x n points).
 GP_GRIDS = [20, 60]
 
@@ -464,4 +585,6 @@ def cases():
         *[_gp_case(n, quick=n == GP_GRIDS[0]) for n in GP_GRIDS],
         *[_matmat_case(shapes, 32, quick=shapes == [8] * 3) for shapes in MATMAT_SHAPES],
         *_program_cases(),
+        *[_family_case(kind, quick=kind in FAMILY_QUICK) for kind in family_calls()],
+        *[_family_case(kind, use_out=True) for kind in FAMILY_OUT],
     ]

@@ -14,7 +14,8 @@ import numpy as np
 from .._runtime import kernel
 from ..vectrick.plan import SMALL_FACTOR_MAX, order_key
 
-__all__ = ["write_pass", "fresh_write_pass", "copy_pass", "vectrick_flops", "vectrick_limit"]
+__all__ = ["write_pass", "fresh_write_pass", "copy_pass", "same_flop_gemm", "vectrick_flops",
+           "vectrick_limit"]
 
 # numpy's fill and copy run on one thread, which on most machines is short of
 # the memory bandwidth that kronjit's parallel kernels reach.
@@ -53,11 +54,15 @@ def vectrick_limit(shapes, k, x):
     """What bounds a vec-trick product: a square GEMM of the same flops where a
     factor is large (BLAS throughput), else one parallel copy of ``x`` (memory bandwidth)."""
     if max(max(s) for s in shapes) > SMALL_FACTOR_MAX:
-        side = max(2, round((vectrick_flops(shapes, k) / 2) ** (1 / 3)))
-        rng = np.random.default_rng(13)
-        a, b = rng.standard_normal((side, side)), rng.standard_normal((side, side))
-        return lambda: a @ b
+        return same_flop_gemm(vectrick_flops(shapes, k))
     return lambda: copy_pass(x)
+
+def same_flop_gemm(flops):
+    """A square float64 GEMM doing ``flops`` floating-point operations (BLAS throughput)."""
+    side = max(2, round((flops / 2) ** (1 / 3)))
+    rng = np.random.default_rng(13)
+    a, b = rng.standard_normal((side, side)), rng.standard_normal((side, side))
+    return lambda: a @ b
 
 def vectrick_flops(shapes, k):
     """Flops of the vec-trick in kronjit's order (shrinking factors first)."""
