@@ -344,3 +344,40 @@ def test_kron_op_from_several_threads_at_once():
         got = list(pool.map(lambda i: kronjit.kron(*pairs[i], op=ops[i]), range(6)))
     for (a, b), op, g in zip(pairs, ops, got):
         assert_identical(g, kron_op_outer(a, b, op))
+
+
+def _layout(x, flip):
+    """``x`` as given, or as a reversed (negative-stride) view of a copy."""
+    return np.ascontiguousarray(x[..., ::-1])[..., ::-1] if flip else x
+
+
+@given(dtype=st.sampled_from(KERNEL_DTYPES), rows=st.integers(0, 5),
+       widths=st.lists(st.integers(0, 4), min_size=2, max_size=3),
+       batch=st.sampled_from([(), (3,), (2, 1)]), flip=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_batched_rowwise_and_columnwise_products_hypothesis(dtype, rows, widths, batch, flip,
+                                                            seed):
+    factors = [_layout(sample((rows, w), dtype, seed + i), flip) for i, w in enumerate(widths)]
+    assert_identical(kronjit.face_split(*factors), face_split_rows(factors))
+    columns = [_layout(sample((w, rows), dtype, seed + i), flip) for i, w in enumerate(widths)]
+    want = columns[0]
+    for c in columns[1:]:
+        want = (want[:, None, :] * c[None, :, :]).reshape(len(want) * len(c), rows)
+    got = kronjit.khatri_rao(*columns)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    if want.size:
+        assert_identical(got, want)
+    stacks = [_layout(sample(batch + (w, w + 1), dtype, seed + i), flip)
+              for i, w in enumerate(widths)]
+    assert_identical(kronjit.batch_kron(*stacks), batch_kron_loop(stacks))
+
+
+@pytest.mark.parametrize("call", [
+    lambda big: kronjit.kron(big, big, op=np.add),
+    lambda big: kronjit.face_split(big.reshape(1, -1), big.reshape(1, -1)),
+    lambda big: kronjit.khatri_rao(big.reshape(-1, 1), big.reshape(-1, 1)),
+], ids=["kron op", "face_split", "khatri_rao"])
+def test_outputs_too_large_are_refused_before_allocating(call):
+    big = np.broadcast_to(np.ones(1), (10**6,))  # 8 bytes of memory, 10^12 in the product
+    with pytest.raises(MemoryError, match="output of shape"):
+        call(big)
