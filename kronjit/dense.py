@@ -60,6 +60,17 @@ def _scaled_runs(out, o, pre, pb, j0, j1, scale, use_scale, last, lo, run, combi
             o += run
 
 
+@njit(inline="always")
+def _scaled_rows(out, o, pre, pb, j0, j1, scale, use_scale, last, lo, run, combine, fused,
+                 nrows, row_step):
+    """``nrows`` blocks of ``_scaled_runs`` one after the other, the last factor's
+    offset advancing ``row_step`` from each to the next (rows of the last factor)."""
+    for _ in range(nrows):
+        _scaled_runs(out, o, pre, pb, j0, j1, scale, use_scale, last, lo, run, combine, fused)
+        o += (j1 - j0) * run
+        lo += row_step
+
+
 combine = mul  # the product; ``_kron_fill.bound`` makes kernels for other operators
 
 
@@ -106,6 +117,13 @@ def _kron_fill(pre, last, plan, batches, fused, out, part, nparts):
     j0 = r0 % inner
     use_scale = npre > 1
     while r < r1:
+        # Where the digit outside the block runs over the last factor's rows (2-D
+        # factors), short blocks are done a whole set of rows at a time: the odometer
+        # steps once per set, not once per block.
+        nrows, row_step = 1, 0
+        if j0 == 0 and nouter >= 1 and inner * run < 256 and digit[nouter - 1] == 0 \
+                and plan[f0 + nouter - 1] == npre and r + plan[s0 + nouter - 1] * inner <= r1:
+            nrows, row_step = plan[s0 + nouter - 1], plan[t0 + nouter - 1]
         j1 = min(inner, j0 + (r1 - r))
         # Left to right, as the chained np.kron multiplies.
         scale = pre[offset[0]]
@@ -116,19 +134,23 @@ def _kron_fill(pre, last, plan, batches, fused, out, part, nparts):
         o = r * run
         # Short runs get a constant length so that LLVM unrolls them.
         if run == 1:
-            _scaled_runs(out, o, pre, pb, j0, j1, scale, use_scale, last, lo, 1, combine, fused)
+            _scaled_rows(out, o, pre, pb, j0, j1, scale, use_scale, last, lo, 1, combine, fused,
+                         nrows, row_step)
         elif run == 2:
-            _scaled_runs(out, o, pre, pb, j0, j1, scale, use_scale, last, lo, 2, combine, fused)
+            _scaled_rows(out, o, pre, pb, j0, j1, scale, use_scale, last, lo, 2, combine, fused,
+                         nrows, row_step)
         elif run == 3:
-            _scaled_runs(out, o, pre, pb, j0, j1, scale, use_scale, last, lo, 3, combine, fused)
+            _scaled_rows(out, o, pre, pb, j0, j1, scale, use_scale, last, lo, 3, combine, fused,
+                         nrows, row_step)
         elif run == 4:
-            _scaled_runs(out, o, pre, pb, j0, j1, scale, use_scale, last, lo, 4, combine, fused)
+            _scaled_rows(out, o, pre, pb, j0, j1, scale, use_scale, last, lo, 4, combine, fused,
+                         nrows, row_step)
         else:
-            _scaled_runs(out, o, pre, pb, j0, j1, scale, use_scale, last, lo, run, combine,
-                         fused)
-        r += j1 - j0
+            _scaled_rows(out, o, pre, pb, j0, j1, scale, use_scale, last, lo, run, combine,
+                         fused, nrows, row_step)
+        r += nrows * (j1 - j0)
         j0 = 0
-        j = nouter - 1
+        j = nouter - 1 if nrows == 1 else nouter - 2
         while j >= 0:
             digit[j] += 1
             offset[plan[f0 + j]] += plan[t0 + j]

@@ -381,3 +381,20 @@ def test_outputs_too_large_are_refused_before_allocating(call):
     big = np.broadcast_to(np.ones(1), (10**6,))  # 8 bytes of memory, 10^12 in the product
     with pytest.raises(MemoryError, match="output of shape"):
         call(big)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_short_blocks_row_sets_across_parts(threads):
+    """Short blocks done a set of rows at a time, with parts that start and end inside a
+    set (kron of 2-D factors with short rows, and batches of them)."""
+    rng = np.random.default_rng(13)
+    cases = [((300, 8), (40, 8)), ((257, 3), (33, 5)), ((61, 7), (17, 1))]
+    with kronjit.num_threads(threads):
+        for sa, sb in cases:
+            a, b = rng.standard_normal(sa), rng.standard_normal(sb)
+            assert_identical(kronjit.kron(a, b), np.kron(a, b))
+            assert_identical(kronjit.kron(a, b, op=np.subtract), kron_op_outer(a, b, np.subtract))
+        stacks = [rng.standard_normal((500, 8, 8)), rng.standard_normal((1, 8, 8))]
+        assert_identical(kronjit.batch_kron(*stacks), batch_kron_loop(stacks))
+        rows = [rng.standard_normal((3000, 9)), rng.standard_normal((3000, 7))]
+        assert_identical(kronjit.face_split(*rows), face_split_rows(rows))
