@@ -5,18 +5,19 @@ step CP-ALS spends its time in.  The unfolding is C order,
 ``np.moveaxis(X, mode, 0).reshape(X.shape[mode], -1)`` (tensorly's
 convention), so ``others`` are the factors but ``mode``'s, in order.  Formed
 naively, the unfolding copies the tensor for every mode but the first and the
-Khatri-Rao product has ``prod(shape) / shape[mode]`` rows.  Here the tensor is
-read in place, a slab of its first axis at a time: the slab is multiplied by
-the last factor in one GEMM (the flops of the whole MTTKRP), the other
-factors are contracted into that smaller result, and the rows of the
-Khatri-Rao product of the leading factors are formed for one slab only.
+Khatri-Rao product has ``prod(shape) / shape[mode]`` rows.  Here neither is
+formed: the tensor is read in place, a block at a time (of its second axis;
+of its first for ``mode == 0``), and each block meets one factor in a GEMM
+(the first factor; the last for ``mode == 0``) that does all the flops; the
+other factors are contracted into that result (the block with the
+contracted axis's length replaced by R), elementwise in the rank.  Working memory is one such result
+(``SLAB_BYTES``), not the Khatri-Rao product.
 
 Reference: tensorly's ``unfolding_dot_khatri_rao``.  Limit: a GEMM of the
 same flops (``2 * X.size * R``).
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -24,11 +25,10 @@ from numpy.typing import ArrayLike
 
 from ._memory import ensure_allocatable
 from ._validation import as_ndarray
-from .dense import khatri_rao
 
 __all__ = ["mttkrp"]
 
-#: Bytes of the partial result kept per slab: large enough for BLAS to run at
+#: Bytes of the partial result kept per block: large enough for BLAS to run at
 #: speed, small against the tensor and the Khatri-Rao product.
 SLAB_BYTES = 1 << 23
 
@@ -139,31 +139,37 @@ def mttkrp(X: ArrayLike, factors: Sequence[ArrayLike | None], mode: int) -> np.n
         return out_t.T.copy()
     X = X.astype(dtype, copy=False)
     factors = [None if U is None else U.astype(dtype, copy=False) for U in factors]
-    before, after = factors[:mode], factors[mode + 1:]
-    kept = shape[mode]
-    inner = math.prod(shape[1:mode])  # rows of a slab between its first axis and ``mode``
-    trailing = math.prod(shape[mode + 1:])
-    # slab of the first axis whose partial result (R x rows) stays near SLAB_BYTES
     if mode == 0:
-        rows_per_item = trailing // shape[-1]
-    elif after:
-        rows_per_item = inner * kept * (trailing // shape[-1])
-    else:
-        rows_per_item = inner  # rows of the leading factors' Khatri-Rao product
-    step = max(1, min(shape[0], SLAB_BYTES // max(1, rows_per_item * rank * dtype.itemsize)))
-    for s0 in range(0, shape[0], step):
-        s1 = min(shape[0], s0 + step)
-        slab = X[s0:s1]
-        if mode == 0:
-            out_t[:, s0:s1] = _contract_after(slab.reshape(s1 - s0, trailing), after, rank)
-            continue
-        # rows of the Khatri-Rao product of the leading factors, for this slab only
-        lead = before[0][s0:s1] if mode == 1 else khatri_rao(before[0][s0:s1], *before[1:])
-        if not after:  # mode is the last axis: one GEMM against those rows
-            out_t += lead.T @ slab.reshape(-1, kept)
+        # slabs of the first axis, each times the trailing factors (R x slab rows)
+        trailing = X.size // shape[0]
+        per_row = rank * (trailing // shape[-1]) * dtype.itemsize
+        step = max(1, min(shape[0], SLAB_BYTES // max(1, per_row)))
+        for s0 in range(0, shape[0], step):
+            s1 = min(shape[0], s0 + step)
+            out_t[:, s0:s1] = _contract_after(X[s0:s1].reshape(s1 - s0, trailing), factors[1:],
+                                              rank)
+        return out_t.T.copy()
+    # Otherwise the first factor meets X first, in one GEMM per block of the second axis:
+    # (R x I_0) times the block, X's rows as they are (the GEMM shape OpenBLAS runs
+    # fastest here); the block's other axes are then contracted with their factors.
+    first_t = np.ascontiguousarray(factors[0].T)
+    per_index = rank * (X.size // (shape[0] * shape[1])) * dtype.itemsize
+    step = max(1, min(shape[1], SLAB_BYTES // max(1, per_index)))
+    for j0 in range(0, shape[1], step):
+        j1 = min(shape[1], j0 + step)
+        partial = first_t @ X[:, j0:j1].reshape(shape[0], -1)
+        partial = partial.reshape((rank, j1 - j0) + shape[2:])
+        # einsum labels: 0 is the rank, k is X's axis k
+        labels = list(range(1, X.ndim))
+        for k in reversed(range(2, X.ndim)):
+            if k != mode:
+                kept = [label for label in labels if label != k]
+                partial = np.einsum(partial, [0, *labels], factors[k], [k, 0], [0, *kept])
+                labels = kept
+        if mode == 1:
+            out_t[:, j0:j1] = partial
         else:
-            partial = _contract_after(slab.reshape(-1, trailing), after, rank)
-            out_t += np.einsum("rpi,pr->ri", partial.reshape(rank, lead.shape[0], kept), lead)
+            out_t += np.einsum(partial, [0, 1, mode], factors[1][j0:j1], [1, 0], [0, mode])
     return out_t.T.copy()
 
 
