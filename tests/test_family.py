@@ -54,9 +54,12 @@ def _chain(op, factors):
     return result
 
 
-#: every operator on a few dtypes, a few operators on every dtype (each pair compiles)
-OP_CASES = sorted({(op, np.dtype(d)) for op in OPS for d in (np.float64, np.int8, np.bool_)}
-                  | {(op, d) for op in (np.add, np.maximum, np.less) for d in KERNEL_DTYPES},
+#: every operator on a float and an integer dtype, np.add on every dtype, and the
+#: orderings on bool and unsigned (each compiled pair costs a compilation)
+OP_CASES = sorted({(op, np.dtype(d)) for op in OPS for d in (np.float64, np.int8)}
+                  | {(np.add, d) for d in KERNEL_DTYPES}
+                  | {(op, np.dtype(d)) for op in (np.maximum, np.less, np.logical_xor)
+                     for d in (np.bool_, np.uint32, np.float32)},
                   key=lambda c: (c[0].__name__, c[1].num))
 
 
@@ -115,7 +118,7 @@ def test_kron_op_errors():
 @given(dtype=st.sampled_from(KERNEL_DTYPES),
        shapes=st.tuples(hnp.array_shapes(min_dims=1, max_dims=3, min_side=0, max_side=4),
                         hnp.array_shapes(min_dims=1, max_dims=3, min_side=0, max_side=4)),
-       op=st.sampled_from([np.add, np.maximum, np.less]), seed=st.integers(0, 2**16))
+       op=st.just(np.add), seed=st.integers(0, 2**16))
 def test_kron_op_hypothesis(dtype, shapes, op, seed):
     _check_op(sample(shapes[0], dtype, seed), sample(shapes[1], dtype, seed + 1), op)
 
