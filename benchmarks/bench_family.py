@@ -8,8 +8,8 @@ fresh array the size of the result, or over the ``out=`` buffer); for
 """
 import numpy as np
 
-from kronjit.study.cases import FAMILY_OUT, family_calls, family_inputs
-from kronjit.study.limits import fresh_write_pass, same_flop_gemm, write_pass
+from kronjit.study.cases import FAMILY_OUT, family_calls, family_inputs, family_limit
+from kronjit.study.limits import write_pass
 
 from . import common
 from .common import side_by_side
@@ -53,16 +53,7 @@ class FamilyRatios:
     def setup(self, kind):
         self.inputs, self.reference = _problem(kind, "reference")
         _, self.candidate = _problem(kind, "kronjit")
-        result = self.candidate(*self.inputs)
-        if kind.startswith("mttkrp"):
-            X, factors = self.inputs
-            modes = X.ndim if "all" in kind else 1
-            self.limit = same_flop_gemm(2 * X.size * factors[0].shape[1] * modes)
-        elif kind.startswith("sparse"):
-            arrays = [(a.size, a.dtype) for a in (result.data, result.indices, result.indptr)]
-            self.limit = lambda: [fresh_write_pass(n, dtype) for n, dtype in arrays]
-        else:
-            self.limit = lambda: fresh_write_pass(result.shape, result.dtype)
+        self.limit = family_limit(kind, self.inputs, self.candidate(*self.inputs))
 
     def track_speedup(self, kind):
         return side_by_side(lambda: self.reference(*self.inputs),

@@ -246,10 +246,11 @@ def _as_plain_array(x):
 
 
 def _product_chain(arrays):
-    """The dtype of the chained product and the first factor from which one pass with
-    every factor cast to it is exact, or None where numpy must answer (its own error, or
-    a dtype with no kernel).  numpy multiplies pairwise, each step in its own result
-    dtype; one pass equals that only from the first step whose dtype is already final."""
+    """The dtypes of the chained product, step by step (the result's last), and the first
+    factor from which one pass with every factor cast to the result's dtype is exact; or
+    None where numpy must answer (its own error, or a dtype with no kernel).  numpy
+    multiplies pairwise, each step in its own result dtype; one pass equals that only
+    from the first step whose dtype is already final."""
     try:
         chain = [arrays[0].dtype]
         for x in arrays[1:]:
@@ -259,7 +260,7 @@ def _product_chain(arrays):
     dtype = chain[-1]
     if dtype not in EXACT_DTYPES or any(x.dtype.kind not in "biufc" for x in arrays):
         return None
-    return dtype, next(j for j in range(1, len(chain)) if chain[j] == dtype)
+    return chain, next(j for j in range(1, len(chain)) if chain[j] == dtype)
 
 
 def kron(a: ArrayLike, b: ArrayLike, *more: ArrayLike, op: Callable | None = None,
@@ -348,13 +349,14 @@ def kron(a: ArrayLike, b: ArrayLike, *more: ArrayLike, op: Callable | None = Non
     chain = _product_chain(arrays)
     if chain is None:
         return _delegate(arrays, op, out)
-    dtype, first_final = chain
+    chain, first_final = chain
+    dtype = chain[-1]
     if first_final > 1:
         # size the result and the head before computing the head
         head_shape = _padded_shapes([x.shape for x in arrays[:first_final]])[1]
         out_shape = _padded_shapes([head_shape] + [x.shape for x in arrays[first_final:]])[1]
         _check_result(out_shape, dtype, out, arrays, {"intermediate product": (
-            math.prod(head_shape), np.result_type(*arrays[:first_final]))})
+            math.prod(head_shape), chain[first_final - 1])})
         head = kron(*arrays[:first_final])
         arrays = [head] + arrays[first_final:]
     return _kron_uniform(arrays, dtype, out)
@@ -384,25 +386,27 @@ def _no_batches(nfactors):
     return batches
 
 
-def _kernel_inputs(arrays, dtype, result):
-    """The factors flattened in ``dtype`` (bools as 0/1 bytes, as numpy's loops read
-    them), and the array the kernel writes (a bool result as bytes)."""
+def _flat_inputs(arrays, dtype):
+    """The factors flattened in ``dtype``, C order (bools as 0/1 bytes, as numpy's loops
+    read them)."""
     if dtype == np.bool_:
-        flat = [np.not_equal(x, False).view(np.uint8).ravel() for x in arrays]
-    else:
-        flat = [np.ascontiguousarray(x, dtype=dtype).ravel() for x in arrays]
+        return [np.not_equal(x, False).view(np.uint8).ravel() for x in arrays]
+    return [np.ascontiguousarray(x, dtype=dtype).ravel() for x in arrays]
+
+
+def _flat_target(result):
+    """The 1-D array a kernel writes ``result`` through (a bool result as bytes)."""
     target = result.reshape(-1)
-    if result.dtype == np.bool_:
-        target = target.view(np.uint8)
-    pre = flat[0] if len(flat) == 2 else np.concatenate(flat[:-1])
-    return pre, flat[-1], target
+    return target.view(np.uint8) if result.dtype == np.bool_ else target
 
 
 def _fill(fill, arrays, dtype, plan, batches, result):
     """Run a ``_kron_fill`` kernel over ``arrays`` (computed in ``dtype``) into ``result``."""
     if result.size:
-        pre, last, target = _kernel_inputs(arrays, dtype, result)
-        fill(pre, last, plan, batches, complex_mul_mode(dtype), target, nbytes=result.nbytes)
+        flat = _flat_inputs(arrays, dtype)
+        pre = flat[0] if len(flat) == 2 else np.concatenate(flat[:-1])
+        fill(pre, flat[-1], plan, batches, complex_mul_mode(dtype), _flat_target(result),
+             nbytes=result.nbytes)
     return result
 
 
@@ -491,10 +495,15 @@ def _ufunc_pass(op, a, b, dtype, out):
 
 # --- batched, row-wise and column-wise products ---------------------------------------
 
+def _factor_names(count):
+    """How errors name the factors: ``a``, ``b``, ``more[0]``, ..."""
+    return ["a", "b"] + [f"more[{i}]" for i in range(count - 2)]
+
+
 def _named_arrays(factors, func, numeric=True):
     """The factors as ndarrays, or the error naming the one that is not (``a``, ``b``,
     ``more[i]``), or (``numeric``) whose dtype is not bool, integer, float or complex."""
-    names = ["a", "b"] + [f"more[{i}]" for i in range(len(factors) - 2)]
+    names = _factor_names(len(factors))
     arrays = [as_ndarray(x, name) for x, name in zip(factors, names)]
     for x, name in zip(arrays, names):
         if numeric and x.dtype.kind not in "biufc":
@@ -521,7 +530,8 @@ def _batched(arrays, batch_shape, core_ndim, out, func):
     chain = _product_chain(arrays)
     if chain is None:
         return None
-    dtype, first_final = chain
+    chain, first_final = chain
+    dtype = chain[-1]
     cores = [x.shape[x.ndim - core_ndim:] for x in arrays]
     out_shape = tuple(batch_shape) + tuple(math.prod(c[t] for c in cores) for t in range(core_ndim))
     nbatch = math.prod(batch_shape)
@@ -598,9 +608,9 @@ def batch_kron(a: ArrayLike, b: ArrayLike, *more: ArrayLike, out: np.ndarray | N
             [0, 3, 0, 4]]])
     """
     arrays = _named_arrays((a, b) + more, "batch_kron")
-    for i, x in enumerate(arrays):
+    for x, name in zip(arrays, _factor_names(len(arrays))):
         if x.ndim < 2:
-            raise ValueError(f"batch_kron: factor {i} must have at least 2 dimensions "
+            raise ValueError(f"batch_kron: {name} must have at least 2 dimensions "
                              f"(..., rows, columns), got shape {x.shape}")
     try:
         batch_shape = np.broadcast_shapes(*(x.shape[:-2] for x in arrays))
@@ -653,9 +663,9 @@ def face_split(a: ArrayLike, b: ArrayLike, *more: ArrayLike, out: np.ndarray | N
 
 
 def _check_matrices(arrays, func, axis, what):
-    for i, x in enumerate(arrays):
+    for x, name in zip(arrays, _factor_names(len(arrays))):
         if x.ndim != 2:
-            raise ValueError(f"{func}: factor {i} must be 2-dimensional, got shape {x.shape}")
+            raise ValueError(f"{func}: {name} must be 2-dimensional, got shape {x.shape}")
     counts = [x.shape[axis] for x in arrays]
     if len(set(counts)) > 1:
         raise ValueError(f"{func}: the factors must have the same number of {what}, got "
@@ -762,8 +772,7 @@ def khatri_rao(a: ArrayLike, b: ArrayLike, *more: ArrayLike, out: np.ndarray | N
     ncols = arrays[0].shape[-1]
     out_shape = batch_shape + (math.prod(x.shape[-2] for x in arrays), ncols)
     if any(x.size == 0 for x in arrays):  # scipy's answer for empty factors: a's dtype
-        result = output_array(out_shape, arrays[0].dtype, out, arrays, "khatri_rao output")
-        return result
+        return output_array(out_shape, arrays[0].dtype, out, arrays, "khatri_rao output")
     chain = _product_chain(arrays)
     if chain is None:
         reference = arrays[0]
@@ -771,19 +780,16 @@ def khatri_rao(a: ArrayLike, b: ArrayLike, *more: ArrayLike, out: np.ndarray | N
             prod = reference[..., :, None, :] * x[..., None, :, :]
             reference = prod.reshape(prod.shape[:-3] + (-1, ncols))
         return into_out(reference, out, arrays)
-    dtype, first_final = chain
+    chain, first_final = chain
+    dtype = chain[-1]
     _check_result(out_shape, dtype, out, arrays, {
         "batch offsets": (math.prod(batch_shape) * len(arrays), np.int64)}, "khatri_rao")
     if first_final > 1:
         arrays = [khatri_rao(*arrays[:first_final])] + arrays[first_final:]
     result = out if out is not None else np.empty(out_shape, dtype)
-    flat = [np.not_equal(x, False).view(np.uint8) if dtype == np.bool_
-            else np.ascontiguousarray(x, dtype=dtype) for x in arrays]
-    starts = np.cumsum([0] + [x.size for x in flat[:-1]], dtype=np.int64)
-    rows = np.array([x.shape[-2] for x in flat], np.int64)
-    target = result.reshape(-1)
-    _khatri_rao_fill(np.concatenate([x.ravel() for x in flat]), rows, starts,
-                     _batch_offsets(flat, batch_shape, 2), ncols, complex_mul_mode(dtype),
-                     target.view(np.uint8) if dtype == np.bool_ else target,
-                     nbytes=result.nbytes)
+    starts = np.cumsum([0] + [x.size for x in arrays[:-1]], dtype=np.int64)
+    rows = np.array([x.shape[-2] for x in arrays], np.int64)
+    _khatri_rao_fill(np.concatenate(_flat_inputs(arrays, dtype)), rows, starts,
+                     _batch_offsets(arrays, batch_shape, 2), ncols, complex_mul_mode(dtype),
+                     _flat_target(result), nbytes=result.nbytes)
     return result

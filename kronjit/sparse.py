@@ -754,6 +754,10 @@ def _rowwise_pair(a, b, orient, containers, names):
     minor = a.shape[1 - major] * b.shape[1 - major]
     shape = (a.shape[0], minor) if orient == "csr" else (minor, a.shape[1])
     dtype = np.result_type(a.dtype, b.dtype)
+    func = "face_split" if orient == "csr" else "khatri_rao"
+    if dtype not in EXACT_DTYPES:
+        raise TypeError(f"sparse.{func}: no kernel for the result dtype {dtype} of "
+                        f"{a.dtype} and {b.dtype}")
     parts = []
     for x, name in ((a, names[0]), (b, names[1])):
         arrays = _canonical_arrays(x, orient, name)
@@ -767,10 +771,6 @@ def _rowwise_pair(a, b, orient, containers, names):
     nnz = int(counts.sum())
     wide = _wide(a, isinstance(a, sp.sparray)) or _wide(b, isinstance(b, sp.sparray))
     idx = index_dtype(max(nnz, *shape), wide)
-    func = "face_split" if orient == "csr" else "khatri_rao"
-    if dtype not in EXACT_DTYPES:
-        raise TypeError(f"sparse.{func}: no kernel for the result dtype {dtype} of "
-                        f"{a.dtype} and {b.dtype}")
     out, nbytes = _allocate({"data": (nnz, dtype), "indices": (nnz, idx),
                              "indptr": (shape[major] + 1, idx)},
                             f"sparse.{func} {orient.upper()} output")

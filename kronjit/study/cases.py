@@ -22,7 +22,8 @@ __all__ = ["Case", "CaseSkipped", "cases", "random_sparse", "busy_neighbour", "v
            "MATMAT_SHAPES", "DENSE_SHAPES", "DENSE_QUICK", "SPARSE_PAIRS", "SPARSE_QUICK",
            "SPARSE_FORMATS", "KRONSUM_PAIRS", "BLOCK_TOEPLITZ", "BLOCK_TOEPLITZ_QUICK",
            "TOEPLITZ_MATVEC", "TOEPLITZ_MATVEC_QUICK", "VECTRICK_QUICK", "GP_GRIDS",
-           "family_inputs", "family_calls", "random_rows", "FAMILY_OUT", "FAMILY_QUICK"]
+           "family_inputs", "family_calls", "family_limit", "result_fill", "random_rows",
+           "FAMILY_OUT", "FAMILY_QUICK"]
 
 
 @dataclass
@@ -116,12 +117,8 @@ def _sparse_case(a_spec, b_spec, format="csr", op="kron", quick=False):
         expected, got = reference(), candidate()
         if not references.same_sparse(got, expected):
             raise AssertionError(f"kronjit.sparse.{op} disagrees with scipy on {name}")
-        shapes = [(a.size, a.dtype) for a in references.result_arrays(expected)]
+        fill = result_fill(expected)
         del expected, got
-
-        def fill():  # the result's arrays, freshly allocated and written once
-            for size, dtype in shapes:
-                limits.fresh_write_pass(size, dtype)
         return reference, candidate, fill
 
     return Case("sparse", name, f"scipy.sparse.{op}", setup, quick,
@@ -499,6 +496,25 @@ def random_rows(rows, cols, percent, seed):
     return sp.random_array((rows, cols), density=percent / 100, format="csr",
                            rng=np.random.default_rng(seed))
 
+def result_fill(result):
+    """The write limit of a call that allocates ``result``: fresh arrays of the size of
+    each of its arrays (a sparse result's data and index arrays), written once."""
+    shapes = [(a.shape, a.dtype) for a in references.result_arrays(result)]
+
+    def fill():
+        for shape, dtype in shapes:
+            limits.fresh_write_pass(shape, dtype)
+    return fill
+
+def family_limit(kind, inputs, result):
+    """What bounds a family problem: a square GEMM of the same flops for ``mttkrp``
+    (``2 * X.size * R`` per mode), else writing the result once (``result_fill``)."""
+    if kind.startswith("mttkrp"):
+        X, factors = inputs
+        modes = X.ndim if "all" in kind else 1
+        return limits.same_flop_gemm(2 * X.size * factors[0].shape[1] * modes)
+    return result_fill(result)
+
 @functools.lru_cache(maxsize=1)
 def family_calls():
     """``{kind: (reference name, reference, kronjit call)}`` of the Kronecker family."""
@@ -526,32 +542,22 @@ def _family_case(kind, use_out=False, quick=False):
             for g, e in zip(as_list(got), as_list(expected)):
                 if not np.allclose(g, e, rtol=1e-9, atol=1e-9 * np.abs(e).max()):
                     raise AssertionError(f"kronjit.mttkrp disagrees with {reference_name}")
-            X, factors = inputs
-            flops = 2 * X.size * factors[0].shape[1] * (X.ndim if "all" in kind else 1)
-            return (lambda: reference(*inputs), lambda: candidate(*inputs),
-                    limits.same_flop_gemm(flops))
-        if kind.startswith("sparse"):
+        elif kind.startswith("sparse"):
             if not references.same_sparse(got, expected) and not (
                     np.array_equal(got.indptr, expected.indptr)
                     and np.array_equal(got.indices, expected.indices)
                     and np.array_equal(got.data, expected.data)):
                 raise AssertionError(f"kronjit.{kind} disagrees with {reference_name}")
-            shapes = [(a.size, a.dtype) for a in references.result_arrays(got)]
-            del expected, got
-
-            def fill():
-                for n, dtype in shapes:
-                    limits.fresh_write_pass(n, dtype)
-            return lambda: reference(*inputs), lambda: candidate(*inputs), fill
-        if got.dtype != expected.dtype or not np.array_equal(got, expected):
+        elif got.dtype != expected.dtype or not np.array_equal(got, expected):
             raise AssertionError(f"kronjit.{kind} disagrees with {reference_name}")
         if use_out:
             buf = np.empty_like(expected)
             return (lambda: reference(*inputs), lambda: candidate(*inputs, out=buf),
                     lambda: limits.write_pass(buf))
-        write_limit = None if "hypot" in kind else \
-            (lambda: limits.fresh_write_pass(expected.shape, expected.dtype))
-        return lambda: reference(*inputs), lambda: candidate(*inputs), write_limit
+        # numpy's own loop on every core (hypot) is bound by its compute, not by writing
+        limit = None if "hypot" in kind else family_limit(kind, inputs, got)
+        del expected, got
+        return lambda: reference(*inputs), lambda: candidate(*inputs), limit
 
     return Case("family", name, reference_name, setup, quick, {"kind": kind, "out": use_out})
 
