@@ -24,6 +24,7 @@ an operator (its cached decompositions would go stale).
 from __future__ import annotations
 
 import abc
+import functools
 import math
 import numbers
 from collections import namedtuple
@@ -35,7 +36,7 @@ import scipy.linalg
 import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator
 
-from ._runtime import small_lapack
+from ._runtime import serial_kernel, small_lapack
 from ._typing import ArrayLike, MatrixLike, SparseLike
 from .dense import kron
 from . import sparse as _sparse
@@ -81,17 +82,74 @@ def _hermitian_tolerance(dtype):
     return float(np.sqrt(eps))
 
 
+#: LAPACK's type prefix for each dtype ``scipy.linalg.blas.find_best_blas_type`` picks.
+_LAPACK_DTYPES = {"s": np.float32, "d": np.float64, "c": np.complex64, "z": np.complex128}
+
+
 def _factor_eigh(f, name, what):
     """``(w, Q)`` of a Hermitian factor, after checking it is one (ValueError naming ``name``)."""
     a = dense_factor(f)
     if a.shape[0] != a.shape[1]:
         raise ValueError(f"{what} needs square factors; {name} has shape {a.shape}")
-    _check_finite(a, name)
-    scale = np.max(np.abs(a), initial=0)
-    if a.size and np.max(np.abs(a - a.conj().T)) > _hermitian_tolerance(a.dtype) * scale:
+    prefix = scipy.linalg.blas.find_best_blas_type((a,))[0]
+    a = a.astype(_LAPACK_DTYPES[prefix], copy=False)  # what LAPACK would convert it to
+    scale, defect = _hermitian_defect(a)
+    if not np.isfinite(scale):
+        _check_finite(a, name)
+    if defect > _hermitian_tolerance(a.dtype) * scale:
         raise ValueError(f"{what} needs Hermitian (symmetric) factors; {name} is not")
     with small_lapack(a.shape[0]):
-        return scipy.linalg.eigh(a, check_finite=False)
+        return _hermitian_eigh(a, prefix)
+
+
+@serial_kernel
+def _hermitian_defect(a):
+    """``(max |a_ij|, max |a_ij - conj(a_ji)|)`` of a square matrix in one pass (the
+    numpy expressions take four, and a temporary); ``(nan, nan)`` if an entry is not
+    finite."""
+    n = a.shape[0]
+    scale = 0.0
+    defect = 0.0
+    for i in range(n):
+        for j in range(n):
+            x = a[i, j]
+            if not np.isfinite(x):
+                return np.nan, np.nan
+            scale = max(scale, abs(x))
+            if j >= i:
+                defect = max(defect, abs(x - np.conj(a[j, i])))
+    return scale, defect
+
+
+@functools.lru_cache(maxsize=64)
+def _evr_driver(prefix, n):
+    """scipy's wrapper of LAPACK's ``?syevr``/``?heevr`` (``scipy.linalg.eigh``'s
+    default driver) for ``n x n`` matrices of type ``prefix``, and its workspace sizes."""
+    name = "heevr" if prefix in "cz" else "syevr"
+    driver, query = scipy.linalg.get_lapack_funcs((name, name + "_lwork"),
+                                                  dtype=_LAPACK_DTYPES[prefix])
+    *sizes, info = query(n, lower=1)
+    if info:
+        raise np.linalg.LinAlgError(f"LAPACK's {prefix}{name} workspace query failed "
+                                    f"(info={info})")
+    names = ("lwork", "lrwork", "liwork") if name == "heevr" else ("lwork", "liwork")
+    # sizes come back as floating point (work[0], single precision for s/c): round up
+    return driver, {k: max(1, math.ceil(np.nextafter(np.float32(np.real(v)), np.float32(np.inf))))
+                    for k, v in zip(names, sizes)}
+
+
+def _hermitian_eigh(a, prefix):
+    """``scipy.linalg.eigh(a)`` (lower triangle, driver ``evr``, same LAPACK call) for ``a``
+    of LAPACK type ``prefix``, without scipy's per-call argument handling: two
+    eigendecompositions are most of a small Gaussian-process step."""
+    if a.size == 0:
+        return scipy.linalg.eigh(a)  # its empty results' dtypes
+    driver, work = _evr_driver(prefix, a.shape[0])
+    w, v, _, _, info = driver(a, compute_v=1, lower=1, **work)
+    if info:
+        raise np.linalg.LinAlgError(f"the eigendecomposition did not converge (LAPACK "
+                                    f"{prefix}{'he' if prefix in 'cz' else 'sy'}evr info={info})")
+    return w, v
 
 
 def _check_finite(a, name):
@@ -110,11 +168,11 @@ def _numerically_singular(absval):
     return bool(absval.size) and not absval.min() > absval.size * eps * absval.max()
 
 
-def _slogdet_from_eigenvalues(lam):
-    """``(sign, logabsdet)`` of a matrix with eigenvalues ``lam`` (a 1-D array); singular
-    (sign 0, -inf) by the same test that makes a solve raise."""
-    absval = np.abs(lam)
-    if _numerically_singular(absval):
+def _slogdet_from_eigenvalues(lam, absval, singular):
+    """``(sign, logabsdet)`` of a matrix with eigenvalues ``lam`` (a 1-D array) of
+    magnitudes ``absval``; ``singular`` (``_numerically_singular``: the test that makes a
+    solve raise) gives sign 0 and -inf."""
+    if singular:
         return lam.dtype.type(0), -np.inf
     logabs = float(np.sum(np.log(absval)))
     if lam.dtype.kind == "c":
@@ -297,6 +355,8 @@ class _KronOperator(LinearOperator, metaclass=abc.ABCMeta):
         return self._scaled(1 / _check_scalar(other))
 
     def dot(self, x: Any) -> Any:
+        if type(x) is np.ndarray and x.ndim in (1, 2) and x.shape[0] == self.shape[1]:
+            return self._apply(x)  # what scipy's matvec/matmat would call, without its layers
         if np.isscalar(x):
             return self._scaled(_check_scalar(x))
         return super().dot(x)
@@ -322,20 +382,27 @@ class _KronOperator(LinearOperator, metaclass=abc.ABCMeta):
         """``KronEigh`` of the operator, computed once; ``what`` names the caller in errors."""
 
     def _shifted_eigenvalues(self, shift, what):
+        """``(lam, absval, singular, Q)``: the eigenvalues of ``K + shift I`` formed, their
+        magnitudes, whether the matrix is numerically singular, and the eigenvectors.
+        Those of the last shift asked are kept: a solve and a log-determinant share them."""
         w, q = self._eigen(what)
-        lam = w.toarray()
-        if shift is not None:
-            if not np.isfinite(_check_scalar(shift)):
-                raise ValueError(f"{what}: shift must be a finite number, got {shift!r}")
-            lam = lam + shift
-        return lam, q
+        if shift is not None and not np.isfinite(_check_scalar(shift)):
+            raise ValueError(f"{what}: shift must be a finite number, got {shift!r}")
+        key = (type(shift), shift)  # 1 and 1.0 give the same array, 1 and 1+0j do not
+        kept = self._shifted
+        if kept is None or kept[0] != key:
+            lam = w.toarray()
+            if shift is not None:
+                lam = lam + shift
+            absval = np.abs(lam)
+            kept = self._shifted = (key, lam, absval, _numerically_singular(absval))
+        return kept[1], kept[2], kept[3], q
 
     def _solve_eigen(self, b, shift, what):
         """``(K + shift I)^-1 b`` as ``Q ((Q^H b) / (w + shift))``."""
         b = self._rhs(b)
-        lam, q = self._shifted_eigenvalues(shift, what)
-        absval = np.abs(lam)
-        if _numerically_singular(absval):
+        lam, absval, singular, q = self._shifted_eigenvalues(shift, what)
+        if singular:
             raise np.linalg.LinAlgError(
                 f"{what}: the matrix is singular (smallest eigenvalue magnitude "
                 f"{absval.min():.3g}, largest {absval.max():.3g})")
@@ -345,8 +412,8 @@ class _KronOperator(LinearOperator, metaclass=abc.ABCMeta):
         return q._matvec(y)
 
     def _slogdet_eigen(self, shift, what):
-        lam, _ = self._shifted_eigenvalues(shift, what)
-        return _slogdet_from_eigenvalues(lam)
+        lam, absval, singular, _ = self._shifted_eigenvalues(shift, what)
+        return _slogdet_from_eigenvalues(lam, absval, singular)
 
     # dense and sparse forms -----------------------------------------------------
     @abc.abstractmethod
@@ -426,6 +493,7 @@ class KronProduct(_KronOperator):
         self._prepared = None
         self._inverse = None
         self._eig = None
+        self._shifted = None
         dtype = np.result_type(*[f.dtype for f in mats])
         shape = (math.prod(f.shape[0] for f in mats), math.prod(f.shape[1] for f in mats))
         super().__init__(dtype, shape)
@@ -668,6 +736,7 @@ class KronSum(_KronOperator):
         self._terms = tuple(KronProduct._term(f, f"factors[{i}]") for i, f in enumerate(mats))
         self._embedded = None
         self._eig = None
+        self._shifted = None
         n = math.prod(f.shape[0] for f in mats)
         super().__init__(dtype, (n, n))
 

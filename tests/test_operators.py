@@ -243,6 +243,40 @@ def test_eigh_rejects_non_hermitian():
     s = spd(rng, 3)
     s[0, 1] += 1e-15
     KronProduct([s]).eigh()
+    # a complex diagonal entry off the real axis is asymmetry too
+    c = spd(rng, 3).astype(np.complex128)
+    c[1, 1] += 1e-3j
+    with pytest.raises(ValueError, match=r"factors\[0\] is not"):
+        KronProduct([c]).eigh()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "complex64", "complex128", "int64", "bool"])
+def test_factor_eigh_is_scipys(dtype):
+    """Each factor's eigendecomposition is scipy.linalg.eigh's, bit for bit, in the dtype
+    LAPACK computes it in (integers and bools as scipy converts them)."""
+    rng = np.random.default_rng(13)
+    a = rng.integers(-3, 4, (5, 5)) if dtype in ("int64", "bool") else rand(rng, (5, 5), dtype)
+    a = (a + a.conj().T).astype(dtype)
+    (w,), (q,) = (KronProduct([a]).eigh()[0].factors, KronProduct([a]).eigh()[1].factors)
+    want_w, want_q = scipy.linalg.eigh(a)
+    assert_identical(w, want_w)
+    assert_identical(q, want_q)
+
+
+def test_shifted_eigenvalues_follow_the_shift():
+    """An operator keeps the eigenvalues of the last shift it was asked for: other
+    shifts, and a complex shift equal to a real one, must not reuse them."""
+    rng = np.random.default_rng(14)
+    k1, k2 = spd(rng, 4), spd(rng, 3)
+    b = rng.standard_normal(12)
+    op = KronProduct([k1, k2])
+    for shift in (0.1, 0.5, 0.1, 0.5 + 0j, 0.5, 1, 1.0):
+        fresh = KronProduct([k1, k2])
+        assert_identical(op.solve(b, shift=shift), fresh.solve(b, shift=shift))
+        assert op.slogdet(shift=shift) == fresh.slogdet(shift=shift)
+        assert op.logdet(shift=shift) == fresh.logdet(shift=shift)
+    assert op.solve(b, shift=0.5 + 0j).dtype == np.complex128
+    assert op.solve(b, shift=0.5).dtype == np.float64
 
 
 def test_kron_vector_extremes_with_signs():
