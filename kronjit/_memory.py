@@ -12,12 +12,12 @@ import numpy as np
 
 from ._validation import check_out
 
-__all__ = ["available_memory", "ensure_allocatable", "ensure_arrays_allocatable", "format_bytes",
-           "output_array", "into_out"]
+__all__ = ["MEMORY_CHECK_MIN_BYTES", "available_memory", "ensure_allocatable",
+           "ensure_arrays_allocatable", "format_bytes", "output_array", "into_out"]
 
 # Outputs below this size are not checked against available memory: reading
 # /proc costs more than such an allocation, and it cannot fail for lack of RAM.
-_MEMORY_CHECK_MIN_BYTES = 1 << 26
+MEMORY_CHECK_MIN_BYTES = 1 << 26
 
 
 def format_bytes(n):
@@ -90,7 +90,7 @@ def ensure_arrays_allocatable(arrays, what):
 
 def _ensure_bytes(nbytes, describe):
     """MemoryError unless ``nbytes`` can be allocated; ``describe()`` names the allocation."""
-    if nbytes < _MEMORY_CHECK_MIN_BYTES:
+    if nbytes < MEMORY_CHECK_MIN_BYTES:
         return nbytes
     if nbytes > sys.maxsize:
         raise MemoryError(f"{describe()} would need {nbytes} bytes ({format_bytes(nbytes)}), "

@@ -390,6 +390,28 @@ def test_repeated_calls_with_changing_shapes_and_dtypes():
         assert_matvec_close(kronjit.kron_matvec(factors, x), factors, x)
 
 
+def test_one_product_serves_changing_operands():
+    """A prepared product keeps what each operand signature (dtype, trailing shape,
+    layout, transpose) needs: alternating signatures on one product must each get
+    their own, and a full cache must start over without losing correctness."""
+    rng = np.random.default_rng(18)
+    factors = [rand(rng, (4, 3), "float64"), rand(rng, (5, 2), "float64")]
+    product = PreparedProduct(factors)
+    base, tall = rand(rng, (12, 4), "complex128"), rand(rng, (20, 2), "complex128")
+    operands = [(base[::2, 0].real.copy(), "N"), (base[:6, :3].real, "N"), (base[::2, 0], "N"),
+                (base[:6, 1].astype(np.float32), "N"), (tall[:, 0].real.copy(), "T"),
+                (np.asfortranarray(tall), "C"), (base[::2, :1].real, "N"),
+                (base[:6, 0].real.astype(np.int64), "N")]
+    for _ in range(3):  # more signatures than MAX_PLANS: the cache is refilled
+        for x, trans in operands:
+            got = product.apply(x, trans=trans)
+            assert_matvec_close(got, factors, x, trans=trans)
+            assert got.dtype == np.result_type(np.float64, x.dtype)
+    assert len(product._calls) <= PreparedProduct.MAX_PLANS
+    with pytest.raises(ValueError, match="x has 5 rows"):
+        product.apply(np.ones(5))
+
+
 def bad_out_cases(shape, dtype):
     good = np.zeros(shape, dtype)
     return [

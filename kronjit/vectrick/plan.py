@@ -317,9 +317,10 @@ def make_plan(factors, dtype, k):
     """
     which, unbound = _layout(tuple((f.kind, f.m, f.n) for f in factors), dtype, k,
                              max_threads())
-    steps = tuple(step.bound([factors[i] for i in positions], unbound.work)
-                  for step, positions in zip(unbound.steps, which))
-    return unbound._replace(steps=steps)
+    work = unbound.work
+    steps = tuple([step.bound([factors[i] for i in positions], work)
+                   for step, positions in zip(unbound.steps, which)])
+    return Plan(work, steps, *unbound[2:])
 
 
 def clear_cache():

@@ -9,13 +9,14 @@ the operators and the Dask module share.
 """
 import math
 import threading
+from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
 
-from .._memory import ensure_arrays_allocatable
+from .._memory import MEMORY_CHECK_MIN_BYTES, ensure_arrays_allocatable
 from .._validation import as_ndarray, check_out, check_sparse
-from .plan import Factor, make_plan
+from .plan import Factor, Plan, make_plan
 
 __all__ = ["PreparedProduct", "check_factor", "check_factor_list", "check_trans",
            "check_vectors", "dense_factor", "transposed"]
@@ -97,25 +98,25 @@ def _is_identity(f):
     m, n = f.shape
     if m != n:
         return False
-    if sp.issparse(f):
-        f = f.tocsr(copy=True)  # a copy: summing duplicates must not touch the caller's matrix
-        f.sum_duplicates()
-        return (f.nnz == n and np.array_equal(f.indices, np.arange(n))
-                and np.array_equal(f.indptr, np.arange(n + 1)) and bool(np.all(f.data == 1)))
-    # the first row refuses most factors at once (a broadcast one without a full count)
-    if n and np.count_nonzero(f[:1]) != 1:
-        return False
-    return np.count_nonzero(f) == n and bool(np.all(np.diagonal(f) == 1))
+    if isinstance(f, np.ndarray):
+        # the corner, then the first row, refuse most factors at once (a broadcast one
+        # without a full count)
+        if n and (f[0, 0] != 1 or np.count_nonzero(f[:1]) != 1):
+            return False
+        return np.count_nonzero(f) == n and bool(np.all(np.diagonal(f) == 1))
+    f = f.tocsr(copy=True)  # a copy: summing duplicates must not touch the caller's matrix
+    f.sum_duplicates()
+    return (f.nnz == n and np.array_equal(f.indices, np.arange(n))
+            and np.array_equal(f.indptr, np.arange(n + 1)) and bool(np.all(f.data == 1)))
 
 
 def _classified(f):
     m, n = f.shape
     if _is_identity(f):
         return Factor("identity", m, n)
-    if sp.issparse(f):
-        # duplicates need no summing: the kernel adds every entry
-        return Factor("sparse", m, n, f)
-    return Factor("dense", m, n, f)
+    if isinstance(f, np.ndarray):
+        return Factor("dense", m, n, f)
+    return Factor("sparse", m, n, f)  # duplicates need no summing: the kernel adds every entry
 
 
 def _transposed_factor(f, trans):
@@ -148,6 +149,17 @@ def _work_buffer(slot, size, dtype):
 
 # --- the prepared product --------------------------------------------------------------
 
+class _Call(NamedTuple):
+    """What a product needs for operands of one dtype, trailing shape and layout and one
+    transpose: decided on the first such product, kept for the next."""
+    cols: int  # x's length
+    out_shape: tuple
+    dtype: np.dtype  # the result's
+    plan: Plan
+    x_copy: bool  # x must be cast or made contiguous first
+    nbytes: int  # what the call allocates (result included)
+
+
 class PreparedProduct:
     """``kron(*factors)`` ready to multiply vectors, its plans kept.
 
@@ -163,8 +175,9 @@ class PreparedProduct:
     dtype : numpy.dtype
         numpy's promotion of the factors' dtypes.
     """
-    __slots__ = ("factors", "dtype", "_arrays", "_oriented", "_plans")
-    #: Plans kept per product (each a dtype, column count and transpose).
+    __slots__ = ("factors", "dtype", "_arrays", "_oriented", "_plans", "_calls")
+    #: Plans kept per product (each a dtype, column count and transpose), and
+    #: operand signatures (dtype, trailing shape, layout, transpose).
     MAX_PLANS = 8
 
     def __init__(self, factors):
@@ -173,6 +186,7 @@ class PreparedProduct:
         self.dtype = np.result_type(*[f.dtype for f in factors])
         self._oriented = {}
         self._plans = {}
+        self._calls = {}
 
     def is_identity(self, i):
         """Whether factor ``i`` is an identity matrix (skipped by products)."""
@@ -194,56 +208,74 @@ class PreparedProduct:
             plan = self._plans[key] = make_plan(self._factors(trans), dtype, k)
         return plan
 
+    def _call(self, x, trans, contiguous):
+        fs = self._factors(trans)
+        k = x.shape[1] if x.ndim == 2 else 1
+        dtype = np.result_type(self.dtype, x.dtype)
+        out_shape = (math.prod(f.m for f in fs),) + x.shape[1:]
+        plan = self.plan(dtype, k, trans)
+        x_copy = x.dtype != plan.work or not contiguous
+        cols = math.prod(f.n for f in fs)
+        nbytes = (math.prod(out_shape) * dtype.itemsize
+                  + (sum(plan.slot_sizes) + (cols * k if x_copy else 0)) * plan.work.itemsize)
+        return _Call(cols, out_shape, dtype, plan, x_copy, nbytes)
+
+    def _check_memory(self, call, x, out):
+        """MemoryError naming each array a call of this size would allocate."""
+        need = {}
+        if out is None:
+            need["result"] = (math.prod(call.out_shape), call.dtype)
+        for slot, size in enumerate(call.plan.slot_sizes):
+            if size:
+                need[f"work buffer {slot + 1}"] = (size, call.plan.work)
+        if call.x_copy:
+            need["x copy"] = (x.size, call.plan.work)
+        ensure_arrays_allocatable(need, "kron_matvec")
+
     def apply(self, x, out=None, trans="N"):
         """``op(kron(*factors)) @ x`` for ``op`` given by ``trans`` (see ``kron_matvec``)."""
         x_in = x
         x = check_vectors(x, "x")
-        fs = self._factors(trans)
-        ns = tuple(f.n for f in fs)
-        big_n = math.prod(ns)
-        if x.shape[0] != big_n:
+        contiguous = x.flags.c_contiguous
+        key = (x.dtype, x.shape[1:], contiguous, trans)
+        call = self._calls.get(key)
+        if call is None:
+            if len(self._calls) >= self.MAX_PLANS:
+                self._calls.clear()
+            call = self._calls[key] = self._call(x, trans, contiguous)
+        if x.shape[0] != call.cols:
             raise ValueError(
-                f"x has {x.shape[0]} rows, but the factors' column counts {ns} multiply "
-                f"to {big_n}" + (" (trans='T'/'C' uses the row counts)" if trans != "N" else ""))
-        k = x.shape[1] if x.ndim == 2 else 1
-        dtype = np.result_type(self.dtype, x.dtype)
-        out_shape = (math.prod(f.m for f in fs),) + x.shape[1:]
+                f"x has {x.shape[0]} rows, but the factors' column counts "
+                f"{tuple(f.n for f in self._factors(trans))} multiply to {call.cols}"
+                + (" (trans='T'/'C' uses the row counts)" if trans != "N" else ""))
         if out is not None:
-            check_out(out, out_shape, dtype,
+            check_out(out, call.out_shape, call.dtype,
                       {"x": x_in, **{f"factors[{i}]": f for i, f in enumerate(self._arrays)}})
-        plan = self.plan(dtype, k, trans)
-        work = plan.work
-        need = {}
-        if out is None:
-            need["result"] = (math.prod(out_shape), dtype)
-        for slot, size in enumerate(plan.slot_sizes):
-            if size:
-                need[f"work buffer {slot + 1}"] = (size, work)
-        if x.dtype != work or not x.flags.c_contiguous:
-            need["x copy"] = (x.size, work)
-        ensure_arrays_allocatable(need, "kron_matvec")
-        flat_x = x.reshape(-1) if x.flags.c_contiguous else np.ascontiguousarray(x).reshape(-1)
-        result = np.empty(out_shape, dtype) if out is None else out
+        if call.nbytes >= MEMORY_CHECK_MIN_BYTES:
+            self._check_memory(call, x, out)
+        result = np.empty(call.out_shape, call.dtype) if out is None else out
         if result.size == 0:
             return result
-        if big_n == 0 or not plan.steps:
-            if big_n == 0:
+        plan = call.plan
+        if call.cols == 0 or not plan.steps:
+            if call.cols == 0:
                 result.fill(0)
             else:
-                np.copyto(result, x.reshape(out_shape), casting="unsafe")
+                np.copyto(result, x.reshape(call.out_shape), casting="unsafe")
             return result
-        cur = flat_x.astype(work, copy=False)
+        work = plan.work
+        cur = x.reshape(-1) if contiguous else np.ascontiguousarray(x).reshape(-1)
+        if call.x_copy:
+            cur = cur.astype(work, copy=False)
         final = result.reshape(-1) if plan.writes_result else None
         last = len(plan.steps) - 1
-        for s, (step, size) in enumerate(zip(plan.steps, plan.sizes_after)):
-            if final is not None and s == last:
-                dst = final
-            else:
-                dst = _work_buffer(s % 2, size, work)
+        for s, step in enumerate(plan.steps):
+            dst = final if s == last and final is not None else \
+                _work_buffer(s % 2, plan.sizes_after[s], work)
             step.run(cur, dst)
             cur = dst
         if final is None:
-            if dtype == np.bool_:
+            if call.dtype == np.bool_:
                 np.not_equal(cur, 0, out=result.reshape(-1))
             else:
                 np.copyto(result.reshape(-1), cur, casting="unsafe")
