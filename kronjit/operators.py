@@ -68,6 +68,8 @@ True
 # --- helpers ---------------------------------------------------------------------
 
 def _check_scalar(alpha):
+    if type(alpha) in (float, int):
+        return alpha
     if not (isinstance(alpha, numbers.Number) or (np.isscalar(alpha) and
                                                   np.asarray(alpha).dtype.kind in "biufc")):
         raise TypeError(f"a Kronecker operator can only be scaled by a number, got "
@@ -84,22 +86,23 @@ def _hermitian_tolerance(dtype):
 
 #: LAPACK's type prefix for each dtype ``scipy.linalg.blas.find_best_blas_type`` picks.
 _LAPACK_DTYPES = {"s": np.float32, "d": np.float64, "c": np.complex64, "z": np.complex128}
+_LAPACK_PREFIXES = {np.dtype(t).char: p for p, t in _LAPACK_DTYPES.items()}
 
 
 def _factor_eigh(f, name, what):
-    """``(w, Q)`` of a Hermitian factor, after checking it is one (ValueError naming ``name``)."""
+    """``(w, Q)`` of a Hermitian factor, after checking it is one (ValueError naming
+    ``name``); call it inside ``small_lapack``."""
     a = dense_factor(f)
     if a.shape[0] != a.shape[1]:
         raise ValueError(f"{what} needs square factors; {name} has shape {a.shape}")
-    prefix = scipy.linalg.blas.find_best_blas_type((a,))[0]
+    prefix = _LAPACK_PREFIXES.get(a.dtype.char) or scipy.linalg.blas.find_best_blas_type((a,))[0]
     a = a.astype(_LAPACK_DTYPES[prefix], copy=False)  # what LAPACK would convert it to
     scale, defect = _hermitian_defect(a)
     if not np.isfinite(scale):
         _check_finite(a, name)
     if defect > _hermitian_tolerance(a.dtype) * scale:
         raise ValueError(f"{what} needs Hermitian (symmetric) factors; {name} is not")
-    with small_lapack(a.shape[0]):
-        return _hermitian_eigh(a, prefix)
+    return _hermitian_eigh(a, prefix)
 
 
 @serial_kernel
@@ -355,8 +358,6 @@ class _KronOperator(LinearOperator, metaclass=abc.ABCMeta):
         return self._scaled(1 / _check_scalar(other))
 
     def dot(self, x: Any) -> Any:
-        if type(x) is np.ndarray and x.ndim in (1, 2) and x.shape[0] == self.shape[1]:
-            return self._apply(x)  # what scipy's matvec/matmat would call, without its layers
         if np.isscalar(x):
             return self._scaled(_check_scalar(x))
         return super().dot(x)
@@ -391,9 +392,10 @@ class _KronOperator(LinearOperator, metaclass=abc.ABCMeta):
         key = (type(shift), shift)  # 1 and 1.0 give the same array, 1 and 1+0j do not
         kept = self._shifted
         if kept is None or kept[0] != key:
-            lam = w.toarray()
+            lam = w.toarray()  # a new array: shifted in place when the dtype allows
             if shift is not None:
-                lam = lam + shift
+                lam = np.add(lam, shift, out=lam if np.result_type(lam.dtype, shift) == lam.dtype
+                             else None)
             absval = np.abs(lam)
             kept = self._shifted = (key, lam, absval, _numerically_singular(absval))
         return kept[1], kept[2], kept[3], q
@@ -408,7 +410,7 @@ class _KronOperator(LinearOperator, metaclass=abc.ABCMeta):
                 f"{absval.min():.3g}, largest {absval.max():.3g})")
         y = q._rmatvec(b)  # (both products take b of shape (N,) or (N, k))
         lam = lam.reshape(lam.shape + (1,) * (b.ndim - 1))
-        y = np.divide(y, lam, out=y if np.result_type(y, lam) == y.dtype else None)
+        y = np.divide(y, lam, out=y if np.result_type(y.dtype, lam.dtype) == y.dtype else None)
         return q._matvec(y)
 
     def _slogdet_eigen(self, shift, what):
@@ -488,6 +490,9 @@ class KronProduct(_KronOperator):
                                 "must be 2-D arrays, scipy sparse matrices or KronProducts")
             else:
                 mats.append(check_factor(f, f"factors[{i}]"))
+        self._init_checked(mats)
+
+    def _init_checked(self, mats):
         self.factors = tuple(mats)
         self._labels = tuple(f"factors[{i}]" for i in range(len(mats)))
         self._prepared = None
@@ -497,6 +502,14 @@ class KronProduct(_KronOperator):
         dtype = np.result_type(*[f.dtype for f in mats])
         shape = (math.prod(f.shape[0] for f in mats), math.prod(f.shape[1] for f in mats))
         super().__init__(dtype, shape)
+
+    @classmethod
+    def _of_checked(cls, mats):
+        """A KronProduct of factors known to pass ``check_factor`` (computed here, as
+        eigenvector matrices are): the checks skipped."""
+        op = cls.__new__(cls)
+        op._init_checked(mats)
+        return op
 
     @classmethod
     def _term(cls, f, label):
@@ -640,9 +653,11 @@ class KronProduct(_KronOperator):
     def _eigen(self, what):
         if self._eig is None:
             self._require_square(what)
-            pairs = [_factor_eigh(f, label, what) for f, label in zip(self.factors, self._labels)]
+            with small_lapack(max(f.shape[0] for f in self.factors)):
+                pairs = [_factor_eigh(f, label, what)
+                         for f, label in zip(self.factors, self._labels)]
             self._eig = KronEigh(KronVector([w for w, _ in pairs], "product"),
-                                 KronProduct([q for _, q in pairs]))
+                                 KronProduct._of_checked([q for _, q in pairs]))
         return self._eig
 
     def eigh(self) -> KronEigh:
@@ -823,7 +838,7 @@ class KronSum(_KronOperator):
                 w, q = t._eigen(what)
                 ws.append(w.toarray())
                 qs.extend(q.factors)
-            self._eig = KronEigh(KronVector(ws, "sum"), KronProduct(qs))
+            self._eig = KronEigh(KronVector(ws, "sum"), KronProduct._of_checked(qs))
         return self._eig
 
     def eigh(self) -> KronEigh:

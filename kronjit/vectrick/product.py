@@ -41,6 +41,8 @@ def check_trans(trans):
 def check_factor(f, name):
     """``f`` as a 2-D numeric ndarray or a checked scipy sparse array; TypeError/ValueError
     naming ``name``."""
+    if type(f) is np.ndarray and f.ndim == 2 and f.dtype.kind in "biufc":
+        return f
     if sp.issparse(f):
         if f.ndim != 2:
             raise ValueError(f"{name} must be 2-D, got a {f.ndim}-D sparse array")
@@ -68,6 +70,8 @@ def check_factor_list(factors, name="factors"):
 def check_vectors(x, name):
     """``x`` as a dense numeric ndarray of shape ``(N,)`` or ``(N, k)``; TypeError or
     ValueError naming ``name`` otherwise."""
+    if type(x) is np.ndarray and x.ndim in (1, 2) and x.dtype.kind in "biufc":
+        return x
     if sp.issparse(x):
         raise TypeError(f"{name} must be a dense array; got a scipy sparse matrix "
                         f"(use {name}.toarray(), or a KronProduct operator)")
