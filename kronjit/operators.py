@@ -183,7 +183,7 @@ def _slogdet_from_eigenvalues(lam, absval, singular):
     return (-1.0 if np.count_nonzero(lam < 0) % 2 else 1.0), logabs
 
 
-def _logdet(sign, logabs):
+def logdet_from_slogdet(sign, logabs):
     """``log det`` from ``(sign, log|det|)``: -inf for a singular matrix, nan for a
     negative real determinant, complex for a complex one."""
     if sign == 0:
@@ -702,7 +702,7 @@ class KronProduct(_KronOperator):
     def logdet(self, shift: float | None = None) -> float | complex:
         """``log det K`` (or of ``K + shift I``): ``-inf`` if singular, ``nan``
         for a negative real determinant, complex for complex factors."""
-        return _logdet(*self.slogdet(shift))
+        return logdet_from_slogdet(*self.slogdet(shift))
 
 
 class KronSum(_KronOperator):
@@ -868,7 +868,7 @@ class KronSum(_KronOperator):
 
     def logdet(self, shift: float | None = None) -> float | complex:
         """``log det`` from the eigenvalues; see :meth:`KronProduct.logdet`."""
-        return _logdet(*self.slogdet(shift))
+        return logdet_from_slogdet(*self.slogdet(shift))
 
     def expm(self, t: float = 1.0) -> KronProduct:
         """``exp(t K)`` as a KronProduct of the factors' exponentials.

@@ -1,4 +1,4 @@
-"""Block Toeplitz, Hankel, circulant and diagonal matrices, and the FFT block Toeplitz matvec.
+"""Block Toeplitz, Hankel, circulant and diagonal matrices (products and solves: ``toeplitz.py``).
 
 Each constructor's output row is a contiguous slice of one small array: with
 the distinct blocks stacked as ``V`` (shape ``(L, p, q)``) and regrouped as
@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import ArrayLike
-import scipy.fft
 import scipy.linalg
 
-from ._runtime import get_num_threads, kernel
+from ._runtime import kernel
 from ._memory import into_out, output_array
 from ._validation import as_ndarray
 
-__all__ = ["block_toeplitz", "block_hankel", "block_circulant", "block_diag",
-           "block_toeplitz_matvec"]
+__all__ = ["block_toeplitz", "block_hankel", "block_circulant", "block_diag"]
 
 _U = np.uint64  # unsigned positions: no wraparound checks, so copy loops vectorise
 
@@ -362,67 +360,3 @@ def block_diag(*arrs: ArrayLike, out: np.ndarray | None = None) -> np.ndarray:
                      starts(heights), starts(block_width), block_width, starts(sizes),
                      target, nbytes=result.nbytes)
     return result
-
-
-def block_toeplitz_matvec(c: ArrayLike, r: ArrayLike | None, x: ArrayLike) -> np.ndarray:
-    """``block_toeplitz(c, r) @ x`` by FFT, without forming the matrix.
-
-    The block Toeplitz matrix is embedded in a block circulant one of
-    ``N >= m + n - 1`` blocks, which FFTs along the block index diagonalise:
-    ``O((m+n) p q log(m+n) + (m+n) p q k)`` time and ``O((m+n)(pq + qk + pk))``
-    memory for ``k`` right-hand sides.
-
-    Parameters
-    ----------
-    c, r : array_like
-        As for :func:`block_toeplitz` (``r=None`` is the block Hermitian
-        default).
-    x : array_like, shape (n*q,) or (n*q, k)
-
-    Returns
-    -------
-    ndarray, shape (m*p,) or (m*p, k)
-        Floating dtype: ``np.result_type(c, r, x)`` if that is floating or
-        complex, float64 for integer and bool inputs.  Agrees with the dense
-        product to rounding (about ``eps * log(m+n)`` relative to
-        ``|T| @ |x|``).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> import kronjit
-    >>> c, r, x = [1.0, 2.0, 3.0], [1.0, 4.0], [1.0, -1.0]
-    >>> kronjit.block_toeplitz_matvec(c, r, x)
-    array([-3.,  1.,  1.])
-    >>> kronjit.block_toeplitz(c, r) @ x
-    array([-3.,  1.,  1.])
-    """
-    cb, rb = toeplitz_blocks(c, r)
-    x = as_ndarray(x, "x")
-    (m, p, q), n = cb.shape, rb.shape[0]
-    if x.ndim not in (1, 2) or x.shape[0] != n * q:
-        raise ValueError(f"x must have shape ({n * q},) or ({n * q}, k) for a block Toeplitz "
-                         f"matrix of {n} block columns of width {q}; got shape {x.shape}")
-    for arr, name in ((cb, "c"), (rb, "r"), (x, "x")):
-        if arr.dtype.kind not in "biufc":
-            raise TypeError(f"{name} must be numeric (bool, integer, float or complex); "
-                            f"got dtype {arr.dtype}")
-    dtype = np.result_type(cb.dtype, rb.dtype, x.dtype, 1.0)
-    k = 1 if x.ndim == 1 else x.shape[1]
-    out_shape = (m * p,) + x.shape[1:]
-    if 0 in (m, n, p, q, k):  # an empty sum, or nothing to sum into
-        return np.zeros(out_shape, dtype)
-    real = dtype.kind == "f"
-    size = scipy.fft.next_fast_len(m + n - 1, real=real)
-    column = np.zeros((size, p, q), dtype)
-    column[:m] = cb
-    if n > 1:
-        column[size - n + 1:] = rb[:0:-1]  # column[size - s] = r[s]
-    xs = np.zeros((size, q, k), dtype)
-    xs[:n] = x.reshape(n, q, k)
-    workers = get_num_threads()
-    forward, inverse = (scipy.fft.rfft, scipy.fft.irfft) if real else (scipy.fft.fft, scipy.fft.ifft)
-    spectrum = np.matmul(forward(column, axis=0, workers=workers),
-                         forward(xs, axis=0, workers=workers))
-    y = inverse(spectrum, n=size, axis=0, workers=workers)[:m]  # the first m block rows
-    return np.array(y.reshape(out_shape), dtype=dtype)  # a copy: not a view of all N blocks

@@ -58,6 +58,8 @@ A, B = rng.standard_normal((2, 2)), rng.standard_normal((2, 2))
 S2, S3 = rng.standard_normal((2, 2)), rng.standard_normal((3, 3))
 C3, R3 = rng.standard_normal((3, 2, 2)), rng.standard_normal((2, 2, 2))
 X4, X6 = rng.standard_normal(4), rng.standard_normal(6)
+# square block Toeplitz systems (a dominant first block: every leading block nonsingular)
+C3S, R3S = rng.standard_normal((3, 2, 2)) + 8 * np.eye(2), rng.standard_normal((3, 2, 2))
 
 
 def dense_kron_matvec(a, b, x):
@@ -160,6 +162,22 @@ ENTRIES = {
     "mttkrp": Entry(lambda X, U: kronjit.mttkrp(X, [None, U], 0), {"X": A, "U": B},
                     lambda X, U: mttkrp_naive(np.asarray(X), [None, np.asarray(U)], 0),
                     compare="close", names={"U": "factors[1]"}),
+    "solve_toeplitz": Entry(
+        lambda c, r, b: kronjit.solve_toeplitz((c, r), b), {"c": C3S, "r": R3S, "b": X6},
+        lambda c, r, b: np.linalg.solve(toeplitz_reference(c, r), np.asarray(b)),
+        compare="close"),
+    "matmul_toeplitz": Entry(
+        lambda c, r, x: kronjit.matmul_toeplitz((c, r), x), {"c": C3, "r": R3, "x": X4},
+        lambda c, r, x: toeplitz_reference(c, r) @ np.asarray(x), compare="close"),
+    "BlockToeplitz": Entry(
+        lambda c, r, x: kronjit.BlockToeplitz(c, r) @ x, {"c": C3S, "r": R3S, "x": X6},
+        lambda c, r, x: toeplitz_reference(c, r) @ np.asarray(x), compare="close",
+        # another number of blocks in r is a legal (rectangular) operator: x no longer fits
+        names={"x": OPERATOR_X, "r": ("r",) + OPERATOR_X}),
+    "BlockToeplitz.solve": Entry(
+        lambda c, r, b: kronjit.BlockToeplitz(c, r).solve(b), {"c": C3S, "r": R3S, "b": X6},
+        lambda c, r, b: np.linalg.solve(toeplitz_reference(c, r), np.asarray(b)),
+        compare="close"),
     "KronProduct.solve": Entry(
         lambda a, b, rhs: kronjit.KronProduct([a, b]).solve(rhs),
         {"a": A + 3 * np.eye(2), "b": B + 3 * np.eye(2), "rhs": X4},

@@ -11,7 +11,8 @@ import scipy.sparse as sp
 
 __all__ = ["chained_kron", "textbook_kronsum", "gather_blocks", "block_toeplitz_gather",
            "shuffle_matvec", "pykronecker_call", "pyfastkron_call", "VECTRICK_REFERENCES",
-           "gp_dense", "gp_numpy", "result_arrays", "same_sparse",
+           "gp_dense", "gp_numpy", "cholesky_solve_logdet", "block_toeplitz_solve_dense",
+           "block_toeplitz_gp_dense", "result_arrays", "same_sparse",
            "kron_op_outer", "kron_op_broadcast", "batch_kron_loop", "batch_kron_broadcast",
            "face_split_rows", "face_split_broadcast", "sparse_face_split_rows",
            "sparse_face_split_numpy", "mttkrp_naive", "mttkrp_tensorly"]
@@ -82,14 +83,28 @@ VECTRICK_REFERENCES = {"numpy tensordot": lambda fs, x: (lambda: shuffle_matvec(
                        "pykronecker": pykronecker_call,
                        "pyfastkron": pyfastkron_call}
 
-def gp_dense(k1, k2, y, noise):
-    """The dense route: form ``K1 ⊗ K2 + noise I``, Cholesky, solve and log-determinant."""
+def cholesky_solve_logdet(cov, y):
+    """``(cov^-1 y, log det cov)`` by dense Cholesky (``cov`` is overwritten)."""
     import scipy.linalg
-    cov = np.kron(k1, k2)
-    cov[np.diag_indices_from(cov)] += noise
     chol = scipy.linalg.cho_factor(cov, overwrite_a=True, check_finite=False)
     return (scipy.linalg.cho_solve(chol, y, check_finite=False),
             2.0 * float(np.log(np.diag(chol[0])).sum()))
+
+def gp_dense(k1, k2, y, noise):
+    """The dense route: form ``K1 ⊗ K2 + noise I``, Cholesky, solve and log-determinant."""
+    cov = np.kron(k1, k2)
+    cov[np.diag_indices_from(cov)] += noise
+    return cholesky_solve_logdet(cov, y)
+
+def block_toeplitz_solve_dense(c, r, b):
+    """``scipy.linalg.solve`` on the block Toeplitz matrix formed by gather."""
+    import scipy.linalg
+    return scipy.linalg.solve(block_toeplitz_gather(c, r), b)
+
+def block_toeplitz_gp_dense(c, y):
+    """Solve and log-determinant of the block Hermitian Toeplitz covariance of blocks
+    ``c``, formed, by dense Cholesky."""
+    return cholesky_solve_logdet(block_toeplitz_gather(c, np.conj(np.swapaxes(c, 1, 2))), y)
 
 def gp_numpy(k1, k2, y, noise):
     """The pure-numpy Kronecker GP step: eigendecompositions, two tensordot products for
