@@ -23,7 +23,8 @@ __all__ = ["Case", "CaseSkipped", "cases", "random_sparse", "busy_neighbour", "v
            "SPARSE_FORMATS", "KRONSUM_PAIRS", "BLOCK_TOEPLITZ", "BLOCK_TOEPLITZ_QUICK",
            "TOEPLITZ_MATVEC", "TOEPLITZ_MATVEC_QUICK", "VECTRICK_QUICK", "GP_GRIDS",
            "family_inputs", "family_calls", "family_limit", "result_fill", "random_rows",
-           "FAMILY_OUT", "FAMILY_QUICK"]
+           "FAMILY_OUT", "FAMILY_QUICK", "TOEPLITZ_SOLVES", "TOEPLITZ_QUICK", "toeplitz_calls",
+           "toeplitz_inputs", "toeplitz_limit", "levinson_flops"]
 
 
 @dataclass
@@ -562,6 +563,100 @@ def _family_case(kind, use_out=False, quick=False):
 
     return Case("family", name, reference_name, setup, quick, {"kind": kind, "out": use_out})
 
+# --- Toeplitz solves and products ------------------------------------------------------
+
+def _stationary_blocks(m, p, seed):
+    """The ``(m, p, p)`` blocks of a stationary process's autocovariance (exponential
+    decay in the lag, a fixed positive definite mix of the outputs, a nugget): the
+    first block column of a block Hermitian positive definite Toeplitz matrix."""
+    rng = np.random.default_rng(seed)
+    g = rng.standard_normal((p, p))
+    mix = g @ g.T / p + np.eye(p)
+    c = np.exp(-np.arange(m) / (m / 16))[:, None, None] * mix
+    c[0] += 0.1 * np.eye(p)
+    return c[:, 0, 0].copy() if p == 1 else c
+
+def levinson_flops(m, p, k):
+    """Flops of the block Levinson recursion: predictors ``6 m^2 p^3``, right-hand sides
+    ``2 m^2 p^2 k``."""
+    return m * m * (6 * p ** 3 + 2 * p * p * k)
+
+#: ``{kind: (m, p, k)}`` of the Toeplitz solves; the quick ones.
+TOEPLITZ_SOLVES = {"solve_toeplitz n=4096": (4096, 1, 1),
+                   "solve_toeplitz n=4096 k=32": (4096, 1, 32),
+                   "solve_toeplitz 256 blocks of 16x16": (256, 16, 1),
+                   "GP solve+logdet 1024 steps x 4 outputs": (1024, 4, 1)}
+TOEPLITZ_QUICK = ["solve_toeplitz n=4096", "GP solve+logdet 1024 steps x 4 outputs"]
+
+def _gp_toeplitz(c, y):
+    from ..toeplitz import BlockToeplitz
+    cov = BlockToeplitz(c)
+    return cov.solve(y), cov.logdet()
+
+def _toeplitz_calls():
+    import scipy.linalg
+    from .. import toeplitz
+    return {
+        "solve_toeplitz n=4096": ("scipy.linalg.solve_toeplitz", scipy.linalg.solve_toeplitz,
+                                  toeplitz.solve_toeplitz),
+        "solve_toeplitz n=4096 k=32": ("scipy.linalg.solve_toeplitz",
+                                       scipy.linalg.solve_toeplitz, toeplitz.solve_toeplitz),
+        "solve_toeplitz 256 blocks of 16x16": (
+            "scipy.linalg.solve (matrix built)",
+            lambda c, b, dense: scipy.linalg.solve(dense, b),
+            lambda c, b, dense: toeplitz.solve_toeplitz(c, b)),
+        "GP solve+logdet 1024 steps x 4 outputs": (
+            "dense Cholesky (matrix built)",
+            lambda c, y, dense: references.cholesky_solve_logdet(dense.copy(), y),
+            lambda c, y, dense: _gp_toeplitz(c, y)),
+        "matmul_toeplitz n=2^17 k=4": ("scipy.linalg.matmul_toeplitz",
+                                       scipy.linalg.matmul_toeplitz, toeplitz.matmul_toeplitz),
+    }
+
+@functools.lru_cache(maxsize=1)
+def toeplitz_calls():
+    """``{kind: (reference name, reference, kronjit call)}`` of the Toeplitz family."""
+    return _toeplitz_calls()
+
+def toeplitz_inputs(kind, scale=1):
+    """The inputs of a Toeplitz problem, sizes divided by ``scale``."""
+    rng = np.random.default_rng(22)
+    if kind.startswith("matmul"):
+        n = max(2, (1 << 17) // scale)
+        return [(rng.standard_normal(n), rng.standard_normal(n)), rng.standard_normal((n, 4))]
+    m, p, k = TOEPLITZ_SOLVES[kind]
+    m = max(2, m // scale)
+    c = _stationary_blocks(m, p, 23)
+    b = rng.standard_normal(m * p if k == 1 else (m * p, k))
+    if p == 1:
+        return [c, b]
+    return [c, b, references.block_toeplitz_gather(c, np.conj(np.swapaxes(c, 1, 2)))]
+
+def toeplitz_limit(kind, inputs):
+    """A square GEMM of the solve's flops (``levinson_flops``); for the FFT product, one
+    pass copying its right-hand sides."""
+    if kind.startswith("matmul"):
+        x = inputs[1]
+        return lambda: limits.copy_pass(x)
+    m, p, k = TOEPLITZ_SOLVES[kind]
+    return limits.same_flop_gemm(levinson_flops(len(inputs[0]), p, k))
+
+def _toeplitz_case(kind, quick=False):
+    reference_name = toeplitz_calls()[kind][0]
+
+    def setup():
+        _, reference, candidate = toeplitz_calls()[kind]
+        inputs = toeplitz_inputs(kind)
+        want, got = reference(*inputs), candidate(*inputs)
+        for g, w in zip(*(r if isinstance(r, tuple) else (r,) for r in (got, want))):
+            if not np.allclose(g, w, rtol=1e-8, atol=1e-8 * np.max(np.abs(w))):
+                raise AssertionError(f"kronjit's {kind} disagrees with {reference_name}")
+        return (lambda: reference(*inputs)), (lambda: candidate(*inputs)), \
+            toeplitz_limit(kind, inputs)
+
+    return Case("toeplitz", kind, reference_name, setup, quick)
+
+
 #: Gaussian-process grids (n x n points).
 GP_GRIDS = [20, 60]
 
@@ -594,4 +689,5 @@ def cases():
         *_program_cases(),
         *[_family_case(kind, quick=kind in FAMILY_QUICK) for kind in family_calls()],
         *[_family_case(kind, use_out=True) for kind in FAMILY_OUT],
+        *[_toeplitz_case(kind, quick=kind in TOEPLITZ_QUICK) for kind in toeplitz_calls()],
     ]
