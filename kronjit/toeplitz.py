@@ -686,7 +686,7 @@ class BlockToeplitz(LinearOperator):
     >>> alpha = K.solve(y)
     >>> np.allclose(K @ alpha, y)
     True
-    >>> np.isclose(K.logdet(), np.linalg.slogdet(K.todense())[1])
+    >>> bool(np.isclose(K.logdet(), np.linalg.slogdet(K.todense())[1]))
     True
     """
 
