@@ -14,55 +14,8 @@ from kronjit.study.limits import write_pass
 from . import common
 from .common import side_by_side
 
-KINDS = list(family_calls())
-
-
-def _problem(kind, impl):
-    """The inputs (sizes divided by ``common.SIZE_DIVISOR``) and the call to time."""
-    reference_name, reference, candidate = family_calls()[kind]
-    inputs = family_inputs(kind, common.SIZE_DIVISOR)
-    fn = candidate if impl == "kronjit" else reference
-    try:
-        fn(*inputs)  # warm-up: JIT compilation is never timed
-    except ImportError:
-        raise NotImplementedError(f"{reference_name} is not installed") from None
-    return inputs, fn
-
-
-class Family:
-    params = (KINDS, ["kronjit", "reference"])
-    param_names = ["kind", "impl"]
-    timeout = 300
-
-    def setup(self, kind, impl):
-        self.inputs, self.fn = _problem(kind, impl)
-
-    def time_call(self, kind, impl):
-        self.fn(*self.inputs)
-
-    def peakmem_call(self, kind, impl):
-        self.fn(*self.inputs)
-
-
-class FamilyRatios:
-    """Speedups against the reference and fractions of the limit, side by side."""
-    params = (KINDS,)
-    param_names = ["kind"]
-    timeout = 300
-
-    def setup(self, kind):
-        self.inputs, self.reference = _problem(kind, "reference")
-        _, self.candidate = _problem(kind, "kronjit")
-        self.limit = family_limit(kind, self.inputs, self.candidate(*self.inputs))
-
-    def track_speedup(self, kind):
-        return side_by_side(lambda: self.reference(*self.inputs),
-                            lambda: self.candidate(*self.inputs))
-    track_speedup.unit = "x"
-
-    def track_fraction_of_limit(self, kind):
-        return side_by_side(self.limit, lambda: self.candidate(*self.inputs))
-    track_fraction_of_limit.unit = "fraction of the limit"
+Family, FamilyRatios, _problem = common.call_benchmarks(__name__, "Family", family_calls,
+                                                       family_inputs, family_limit)
 
 
 class FamilyOut:

@@ -208,3 +208,16 @@ def rand(rng, shape, dtype):
     if dtype.kind == "b":
         return rng.random(shape) < 0.5
     return rng.standard_normal(shape).astype(dtype)
+
+
+def benchmark_problem(benchmark, calls, inputs, kind, impl):
+    """Time a study problem (``calls()[kind]``, inputs ``inputs(kind, scale=10)``) with
+    pytest-benchmark, kronjit's call or the reference's, compiled first; returns
+    ``(result, the reference's result)`` for the caller to compare."""
+    benchmark.group = kind
+    _, reference, candidate = calls()[kind]
+    args = inputs(kind, scale=10)
+    expected = reference(*args)
+    fn = candidate if impl == "kronjit" else reference
+    fn(*args)  # compile outside the timing
+    return benchmark(fn, *args), expected

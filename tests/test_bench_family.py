@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from helpers import benchmark_problem
 from kronjit.study.cases import family_calls, family_inputs
 
 KINDS = [k for k in family_calls() if "tensorly" not in k]
@@ -14,13 +15,7 @@ KINDS = [k for k in family_calls() if "tensorly" not in k]
 @pytest.mark.parametrize("impl", ["kronjit", "reference"])
 @pytest.mark.parametrize("kind", KINDS)
 def test_family(benchmark, kind, impl):
-    benchmark.group = kind
-    _, reference, candidate = family_calls()[kind]
-    inputs = family_inputs(kind, scale=10)
-    expected = reference(*inputs)
-    fn = candidate if impl == "kronjit" else reference
-    fn(*inputs)  # compile outside the timing
-    result = benchmark(fn, *inputs)
+    result, expected = benchmark_problem(benchmark, family_calls, family_inputs, kind, impl)
     for got, want in zip(*(r if isinstance(r, list) else [r] for r in (result, expected))):
         if sp.issparse(want):
             assert (got != want).nnz == 0

@@ -6,18 +6,13 @@ their size."""
 import numpy as np
 import pytest
 
+from helpers import benchmark_problem
 from kronjit.study.cases import toeplitz_calls, toeplitz_inputs
 
 
 @pytest.mark.parametrize("impl", ["kronjit", "reference"])
 @pytest.mark.parametrize("kind", list(toeplitz_calls()))
 def test_toeplitz(benchmark, kind, impl):
-    benchmark.group = kind
-    _, reference, candidate = toeplitz_calls()[kind]
-    inputs = toeplitz_inputs(kind, scale=10)
-    expected = reference(*inputs)
-    fn = candidate if impl == "kronjit" else reference
-    fn(*inputs)  # compile outside the timing
-    result = benchmark(fn, *inputs)
+    result, expected = benchmark_problem(benchmark, toeplitz_calls, toeplitz_inputs, kind, impl)
     for got, want in zip(*(r if isinstance(r, tuple) else (r,) for r in (result, expected))):
         np.testing.assert_allclose(got, want, rtol=1e-8, atol=1e-8 * np.max(np.abs(want)))
