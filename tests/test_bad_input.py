@@ -75,6 +75,16 @@ def toeplitz_reference(c, r):
     return scipy.linalg.toeplitz(c, r)
 
 
+def multilevel_reference(t, x):
+    """``scipy.signal.fftconvolve(t, x on the grid, mode="valid")``, flattened."""
+    import scipy.signal
+    t = np.asarray(t)
+    if t.dtype.kind not in "biufc" or t.ndim == 0 or any(s % 2 == 0 for s in t.shape):
+        raise ValueError("not a multilevel Toeplitz kernel")
+    grid = tuple((s + 1) // 2 for s in t.shape)
+    return scipy.signal.fftconvolve(t, np.asarray(x).reshape(grid), mode="valid").ravel()
+
+
 def block_reference(c, index, scalar):
     """Blocks ``c[index(i, j, n)]`` (None: zeros) with np.block; ``scalar(c)`` (scipy's
     function) for ``c`` of at most one dimension."""
@@ -178,6 +188,9 @@ ENTRIES = {
         lambda c, r, b: kronjit.BlockToeplitz(c, r).solve(b), {"c": C3S, "r": R3S, "b": X6},
         lambda c, r, b: np.linalg.solve(toeplitz_reference(c, r), np.asarray(b)),
         compare="close"),
+    "MultilevelToeplitz": Entry(
+        lambda t, x: kronjit.MultilevelToeplitz(t) @ x, {"t": S3, "x": X4},
+        lambda t, x: multilevel_reference(t, x), compare="close", names={"x": OPERATOR_X}),
     "KronProduct.solve": Entry(
         lambda a, b, rhs: kronjit.KronProduct([a, b]).solve(rhs),
         {"a": A + 3 * np.eye(2), "b": B + 3 * np.eye(2), "rhs": X4},

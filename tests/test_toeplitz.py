@@ -245,3 +245,69 @@ def test_empty_operator():
     assert (op @ np.zeros(0)).shape == (0,)
     assert op.slogdet() == (1.0, 0.0) and op.logdet() == 0.0
     assert op.solve(np.zeros(0)).shape == (0,)
+
+
+# --- multilevel ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("shape", [(7,), (5, 7), (3, 5, 3), (1, 5), (1,)])
+@pytest.mark.parametrize("dtype", ["float64", "complex128", "float32"])
+def test_multilevel_against_dense(shape, dtype):
+    rng = np.random.default_rng(len(shape) * 10 + shape[0])
+    t = rand(rng, shape, dtype)
+    op = kronjit.MultilevelToeplitz(t)
+    assert op.grid == tuple((s + 1) // 2 for s in shape)
+    dense = op.todense()
+    # entry (i, j) is t[i - j + n - 1], grid points in row-major order
+    points = list(np.ndindex(op.grid))
+    n = np.array(op.grid)
+    assert all(dense[i, j] == t[tuple(np.array(p) - np.array(q) + n - 1)]
+               for i, p in enumerate(points) for j, q in enumerate(points))
+    err = 1e-4 if dtype == "float32" else 1e-10
+    x = rand(rng, (op.shape[0], 3), dtype)
+    assert (op @ x).dtype == np.result_type(dtype, 1.0)
+    for got, want in [(op @ x, dense @ x), (op @ x[:, 0], dense @ x[:, 0]),
+                      (op.H @ x, dense.conj().T @ x), (op.T @ x, dense.T @ x),
+                      (op.rmatvec(x[:, 0]), dense.conj().T @ x[:, 0]), (op @ (x + 1j), dense @ (x + 1j))]:
+        np.testing.assert_allclose(got, want, rtol=err, atol=err * max(1.0, np.abs(want).max()))
+    # the same product computed from scratch by scipy
+    import scipy.signal
+    np.testing.assert_allclose((op @ x[:, 0]).reshape(op.grid),
+                               scipy.signal.fftconvolve(t, x[:, 0].reshape(op.grid), mode="valid"),
+                               rtol=err, atol=err * np.abs(dense @ x[:, 0]).max())
+
+
+def test_multilevel_levels_are_toeplitz_and_bttb():
+    rng = np.random.default_rng(8)
+    t1 = rng.standard_normal(9)  # one level: scipy's Toeplitz of c = t[4:], r = t[4::-1]
+    assert_identical(kronjit.MultilevelToeplitz(t1).todense(), scipy.linalg.toeplitz(t1[4:], t1[4::-1]))
+    t2 = rng.standard_normal((5, 7))  # two levels: block Toeplitz with Toeplitz blocks
+    blocks = np.stack([scipy.linalg.toeplitz(row[3:], row[3::-1]) for row in t2])
+    bttb = kronjit.block_toeplitz(blocks[2:], blocks[2::-1])
+    assert_identical(kronjit.MultilevelToeplitz(t2).todense(), bttb)
+
+
+def test_multilevel_gp_with_cg():
+    """K + s I for a non-separable stationary kernel on a 2-D grid, by conjugate gradients."""
+    lags = np.meshgrid(np.arange(-9, 10), np.arange(-11, 12), indexing="ij")
+    d = np.hypot(*lags) / 3.0
+    op = kronjit.MultilevelToeplitz((1 + np.sqrt(3) * d) * np.exp(-np.sqrt(3) * d))
+    from scipy.sparse.linalg import aslinearoperator
+    shifted = op + 0.1 * aslinearoperator(np.eye(op.shape[0]))
+    y = np.sin(np.arange(op.shape[0]) / 7.0)
+    x, info = cg(shifted, y, rtol=1e-12, atol=0)
+    assert info == 0
+    np.testing.assert_allclose(x, np.linalg.solve(op.todense() + 0.1 * np.eye(op.shape[0]), y),
+                               rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("t, exc", [(np.ones((4, 5)), ValueError), (np.ones(6), ValueError),
+                                    (np.array(1.0), ValueError), (np.array(["a"]), TypeError),
+                                    (None, TypeError)])
+def test_multilevel_bad_kernels(t, exc):
+    with pytest.raises(exc, match="t"):
+        kronjit.MultilevelToeplitz(t)
+
+
+def test_multilevel_todense_too_large():
+    with pytest.raises(MemoryError, match="MultilevelToeplitz"):
+        kronjit.MultilevelToeplitz(np.ones((1023, 1023))).todense()  # 2^38 entries

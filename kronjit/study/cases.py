@@ -611,7 +611,14 @@ def _toeplitz_calls():
             lambda c, y, dense: _gp_toeplitz(c, y)),
         "matmul_toeplitz n=2^17 k=4": ("scipy.linalg.matmul_toeplitz",
                                        scipy.linalg.matmul_toeplitz, toeplitz.matmul_toeplitz),
+        "MultilevelToeplitz 512x512 grid matvec": (
+            "scipy.signal.fftconvolve(t, X, 'valid')", _fftconvolve_valid,
+            lambda t, X, op: (op @ X.ravel()).reshape(X.shape)),
     }
+
+def _fftconvolve_valid(t, X, op):
+    import scipy.signal
+    return scipy.signal.fftconvolve(t, X, mode="valid")
 
 @functools.lru_cache(maxsize=1)
 def toeplitz_calls():
@@ -621,6 +628,14 @@ def toeplitz_calls():
 def toeplitz_inputs(kind, scale=1):
     """The inputs of a Toeplitz problem, sizes divided by ``scale``."""
     rng = np.random.default_rng(22)
+    if kind.startswith("Multilevel"):
+        from ..toeplitz import MultilevelToeplitz
+        n = max(3, 512 // scale)
+        lags = np.meshgrid(np.arange(1 - n, n), np.arange(1 - n, n), indexing="ij")
+        t = np.exp(-np.hypot(*lags) / (n / 8))  # a non-separable stationary kernel
+        op = MultilevelToeplitz(t)
+        op @ np.zeros(op.shape[1])  # the kernel's transform, made once per operator
+        return [t, rng.standard_normal((n, n)), op]
     if kind.startswith("matmul"):
         n = max(2, (1 << 17) // scale)
         return [(rng.standard_normal(n), rng.standard_normal(n)), rng.standard_normal((n, 4))]
@@ -633,9 +648,9 @@ def toeplitz_inputs(kind, scale=1):
     return [c, b, references.block_toeplitz_gather(c, np.conj(np.swapaxes(c, 1, 2)))]
 
 def toeplitz_limit(kind, inputs):
-    """A square GEMM of the solve's flops (``levinson_flops``); for the FFT product, one
-    pass copying its right-hand sides."""
-    if kind.startswith("matmul"):
+    """A square GEMM of the solve's flops (``levinson_flops``); for the FFT products, one
+    pass copying their right-hand sides."""
+    if kind.startswith(("matmul", "Multilevel")):
         x = inputs[1]
         return lambda: limits.copy_pass(x)
     m, p, k = TOEPLITZ_SOLVES[kind]
