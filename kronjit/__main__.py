@@ -1,4 +1,4 @@
-"""Command line: ``python -m kronjit compare`` and ``python -m kronjit info``."""
+"""Command line: ``python -m kronjit compare``, ``info`` and ``precompile``."""
 import argparse
 import sys
 
@@ -8,6 +8,14 @@ def main(argv=None):
                                      description="kronjit: structured-matrix kernels.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="report versions, how kernels run in parallel, threads and cache")
+    pre = sub.add_parser("precompile", help="compile the kernels for the common dtypes into "
+                         "the on-disk cache (container images, cluster workers)")
+    pre.add_argument("--only", action="append", metavar="FAMILY",
+                     help="only this family (repeatable): dense (with the vec-trick and the "
+                          "operators), sparse, structured, toeplitz")
+    pre.add_argument("--jobs", type=int, default=None,
+                     help="processes to compile in (default: one per family, at most the "
+                          "CPU count)")
     from .study.cli import add_arguments
     add_arguments(sub.add_parser("compare", help="time kronjit against its references"))
     args = parser.parse_args(argv)
@@ -17,6 +25,16 @@ def main(argv=None):
         width = max(map(len, report))
         for key, value in report.items():
             print(f"{key:<{width}}  {value}")
+        return 0
+    if args.command == "precompile":
+        if args.jobs is not None and args.jobs < 1:
+            parser.error("--jobs must be at least 1")
+        from ._precompile import precompile
+        try:
+            precompile(args.only, args.jobs)
+        except (RuntimeError, ValueError) as exc:
+            print(f"python -m kronjit precompile: {exc}", file=sys.stderr)
+            return 1
         return 0
     from .study.cli import run
     return run(args)

@@ -33,7 +33,8 @@ def info(start_threads: bool = False) -> dict[str, object]:
         Versions (kronjit, Python, numba, llvmlite, numpy, scipy), how
         kernels run in parallel (kronjit's helper threads: Numba's threading
         layer is not used), kronjit's thread count and maximum, the helper
-        threads started, the CPU count, and the kernel cache location.
+        threads started, the CPU count, the kernel cache location and how many
+        kernels (and compiled versions of them) it holds.
 
     Examples
     --------
@@ -59,5 +60,6 @@ def info(start_threads: bool = False) -> dict[str, object]:
         "helper_threads": _runtime.helper_threads(),
         "cpu_count": os.cpu_count(),
         "cache": _runtime.cache_location(),
+        "cache_contents": _runtime.cache_contents(),
         "numba_cache_dir_env": os.environ.get("NUMBA_CACHE_DIR") or None,
     }

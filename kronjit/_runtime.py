@@ -44,7 +44,7 @@ from numba.core.caching import FunctionCache
 from numba.extending import intrinsic
 
 __all__ = ["kernel", "serial_kernel", "run_python_parts", "get_num_threads", "set_num_threads",
-           "num_threads", "cache_location"]
+           "num_threads", "cache_location", "cache_enabled", "cache_contents"]
 
 #: Work (bytes written) below which the calling thread does it all: handing
 #: parts to helper threads costs more than it saves.
@@ -102,6 +102,31 @@ def cache_location():
     return _CACHE_LOCATION
 
 
+def cache_enabled():
+    """Whether kernels are kept in an on-disk cache (a writable location was found)."""
+    return _CACHE_ENABLED
+
+
+#: Every kernel build made here (``cache_contents`` looks up their cache entries).
+_dispatchers = []
+
+
+def cache_contents():
+    """``{"kernels": n, "compiled": m}``: how many of kronjit's kernels have an entry in
+    the on-disk cache, and how many compiled versions (one per argument types) those
+    entries hold."""
+    kernels = compiled = 0
+    for dispatcher in list(_dispatchers):
+        files = getattr(dispatcher._cache, "_cache_file", None)  # None: not cached
+        if files is None or not os.path.exists(files._index_path):
+            continue
+        kernels += 1
+        base = files._index_name[:-len("nbi")]  # data files: <base><number>.nbc
+        compiled += sum(name.startswith(base) and name.endswith(".nbc")
+                        for name in os.listdir(files._cache_path))
+    return {"kernels": kernels, "compiled": compiled}
+
+
 def _jit(func):
     dispatcher = numba.njit(nogil=True, fastmath=False, boundscheck=None,
                             error_model="numpy")(func)
@@ -110,6 +135,7 @@ def _jit(func):
             dispatcher._cache = _TolerantFunctionCache(dispatcher.py_func)
         except Exception:  # noqa: BLE001 - location vanished since the probe
             pass
+    _dispatchers.append(dispatcher)
     return dispatcher
 
 
