@@ -578,7 +578,8 @@ def test_cli_info_and_compare_quick_run(tmp_path):
         data = json.load(open({str(out)!r}))
         assert data["results"] and all(r["speedup"] > 0 for r in data["results"])
         assert {{r["family"] for r in data["results"]}} == {{
-            "dense", "sparse", "structured", "vectrick", "operators", "programs", "family"}}
+            "dense", "sparse", "structured", "vectrick", "operators", "programs", "family",
+            "toeplitz"}}
         assert main(["compare", "--quick", "--repeat", "1", "--only", "structured",
                      "--plot", {str(tmp_path / "s.svg")!r}]) == 0
         print("OK")

@@ -586,7 +586,7 @@ TOEPLITZ_SOLVES = {"solve_toeplitz n=4096": (4096, 1, 1),
                    "solve_toeplitz n=4096 k=32": (4096, 1, 32),
                    "solve_toeplitz 256 blocks of 16x16": (256, 16, 1),
                    "GP solve+logdet 1024 steps x 4 outputs": (1024, 4, 1)}
-TOEPLITZ_QUICK = ["solve_toeplitz n=4096", "GP solve+logdet 1024 steps x 4 outputs"]
+TOEPLITZ_QUICK = ["solve_toeplitz n=4096", "matmul_toeplitz n=2^17 k=4"]
 
 def _gp_toeplitz(c, y):
     from ..toeplitz import BlockToeplitz
