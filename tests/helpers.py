@@ -148,7 +148,7 @@ class BoundsCheckedRun:
     runs beside the rest of the suite on the second core; the test that
     asserts on it waits for it.
     """
-    MODULES = ("dense", "sparse", "structured", "vectrick", "operators")
+    MODULES = ("dense", "sparse", "structured", "toeplitz", "vectrick", "operators")
 
     def __init__(self):
         import tempfile
