@@ -624,6 +624,8 @@ def _kronsum_side(arrays, size, raw, only):
 
 def _kronsum_terms(values, term_dtype, dtype, first):
     """scipy's ``1 * a`` (L) or ``b * 1`` (R), computed in the factors' dtype, cast to ``dtype``."""
+    if values.size == 0:  # (an empty complex term, cast to scipy's float64: no warning)
+        return np.empty(0, dtype)
     one, values = np.ones(1, term_dtype), values.astype(term_dtype)
     return _kernel_values(one * values if first else values * one, dtype)
 

@@ -177,6 +177,14 @@ def test_kronsum_empty_factor_dtype_quirk():
     assert check("kronsum", empty_int, sp.csr_array(np.eye(2, dtype=np.int32))).dtype == np.float64
     assert check("kronsum", eye_c8, sp.csr_array((3, 3), dtype=np.int8)).dtype == np.complex128
     check("kronsum", sp.csr_array((0, 0)), eye_c8)
+    # two complex factors with no entries: scipy's float64, with no ComplexWarning (scipy
+    # gives none either)
+    empty_c16 = sp.csr_array((3, 3), dtype=np.complex128)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = ks.kronsum(empty_c16, empty_c16)
+    assert_sparse_identical(got, sp.kronsum(empty_c16, empty_c16))
+    assert got.dtype == np.float64
 
 
 # --- shapes, empty and all-zero ----------------------------------------------------
