@@ -37,18 +37,25 @@ def _values(shape, dtype, seed=0):
     return values.astype(dtype)
 
 
+# Each family is called on small inputs (run on the calling thread) and on inputs
+# with outputs over the runtime's PARALLEL_MIN_BYTES, whose kernels run in parts
+# through runners compiled on first use.
+
 def _dense(dtype):
     from . import dense, operators, vectrick
-    a, b = _values((3, 4), dtype), _values((2, 3), dtype, 1)
-    dense.kron(a, b)
-    dense.kron(a, b, a)
-    dense.kron(a[0], b[0])
-    dense.batch_kron(_values((2, 3, 3), dtype), _values((2, 2, 2), dtype))
-    dense.face_split(a, _values((3, 5), dtype))
-    dense.khatri_rao(a, _values((5, 4), dtype))
+    for scale in (1, 8):
+        big_a, big_b = _values((4 * scale, 4 * scale), dtype), _values((2 * scale, 2 * scale), dtype)
+        dense.kron(big_a, big_b)
+        dense.kron(big_a[:8, :8], big_b[:8, :8], big_a[:8, :8])
+        dense.kron(big_a[0], big_b[0])
+        dense.batch_kron(_values((8 * scale, 4, 4), dtype), _values((8 * scale, 4, 4), dtype))
+        dense.face_split(_values((64 * scale, 16), dtype), _values((64 * scale, 16), dtype))
+        dense.khatri_rao(_values((8 * scale, 16), dtype), _values((8 * scale, 16), dtype))
     small = [_values((4, 4), dtype, s) for s in range(3)]
     vectrick.kron_matvec(small, _values(64, dtype))
     vectrick.kron_matvec(small, _values((64, 3), dtype))
+    eights = [_values((8, 8), dtype, s) for s in range(6)]
+    vectrick.kron_matvec(eights, _values(8 ** 6, dtype))
     if dtype in FLOATING:
         spd = [s @ s.conj().T + 4 * np.eye(4, dtype=dtype) for s in small[:2]]
         product = operators.KronProduct(spd)
@@ -59,23 +66,26 @@ def _dense(dtype):
 def _sparse(dtype):
     import scipy.sparse as sp
     from . import sparse
-    a = sp.csr_array(_values((4, 3), dtype) * (_values((4, 3), "float64") > 0))
-    b = sp.csr_array(_values((3, 3), dtype, 1) * (_values((3, 3), "float64", 1) > 0))
-    for fmt in ("csr", "csc", "coo", "bsr"):
-        sparse.kron(a, b, format=fmt)
-    sparse.kronsum(b, b, format="csr")
-    sparse.face_split(a, sp.csr_array(_values((4, 2), dtype)))
-    sparse.khatri_rao(a.tocsc(), sp.csc_array(_values((2, 3), dtype)))
+    for n in (4, 100):
+        a = sp.csr_array(_values((n, n), dtype) * (_values((n, n), "float64") > 1.5))
+        b = sp.csr_array(_values((n, n), dtype, 1) * (_values((n, n), "float64", 1) > 1.5))
+        for fmt in ("csr", "csc", "coo", "bsr", None):
+            sparse.kron(a, b, format=fmt)
+        sparse.kronsum(a, b)
+        sparse.kronsum(a, b, format="csr")
+        sparse.face_split(a, sp.csr_array(_values((n, 2 * n), dtype)))
+        sparse.khatri_rao(a.tocsc(), sp.csc_array(_values((2 * n, n), dtype)))
 
 
 def _structured(dtype):
     from . import structured
-    c = _values((3, 2, 2), dtype)
-    structured.block_toeplitz(c, _values((4, 2, 2), dtype, 1))
-    structured.block_toeplitz(c[:, 0, 0], c[:, 1, 1])
-    structured.block_hankel(c)
-    structured.block_circulant(c)
-    structured.block_diag(c[0], c[1])
+    for m, p in ((3, 2), (64, 8), (8, 64)):
+        c = _values((m, p, p), dtype)
+        structured.block_toeplitz(c, _values((m + 1, p, p), dtype, 1))
+        structured.block_toeplitz(c[:, 0, 0], c[:, 1, 1])
+        structured.block_hankel(c)
+        structured.block_circulant(c)
+        structured.block_diag(*c)
 
 
 def _toeplitz(dtype):
@@ -100,11 +110,13 @@ FAMILIES = {
 
 def _compile_family(family):
     """Run one family's warm-up calls in this process; ``(family, [(dtype, seconds)])``."""
+    from ._runtime import compiling_runners
     call, dtypes = FAMILIES[family]
     times = []
     for dtype in dtypes:
         start = time.perf_counter()
-        call(dtype)
+        with compiling_runners():
+            call(dtype)
         times.append((dtype, time.perf_counter() - start))
     return family, times
 

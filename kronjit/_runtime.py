@@ -44,7 +44,8 @@ from numba.core.caching import FunctionCache
 from numba.extending import intrinsic
 
 __all__ = ["kernel", "serial_kernel", "run_python_parts", "get_num_threads", "set_num_threads",
-           "num_threads", "cache_location", "cache_enabled", "cache_contents"]
+           "num_threads", "cache_location", "cache_enabled", "cache_contents",
+           "compiling_runners"]
 
 #: Work (bytes written) below which the calling thread does it all: handing
 #: parts to helper threads costs more than it saves.
@@ -115,16 +116,13 @@ def cache_contents():
     """``{"kernels": n, "compiled": m}``: how many of kronjit's kernels have an entry in
     the on-disk cache, and how many compiled versions (one per argument types) those
     entries hold."""
-    kernels = compiled = 0
-    for dispatcher in list(_dispatchers):
-        files = getattr(dispatcher._cache, "_cache_file", None)  # None: not cached
-        if files is None or not os.path.exists(files._index_path):
-            continue
-        kernels += 1
-        base = files._index_name[:-len("nbi")]  # data files: <base><number>.nbc
-        compiled += sum(name.startswith(base) and name.endswith(".nbc")
-                        for name in os.listdir(files._cache_path))
-    return {"kernels": kernels, "compiled": compiled}
+    # the directories Numba keeps kronjit's modules' entries in (one per source
+    # directory; nothing else is written there but Python's own .pyc files)
+    folders = {files._cache_path for d in list(_dispatchers)
+               if (files := getattr(d._cache, "_cache_file", None)) is not None}
+    names = [name for folder in folders if os.path.isdir(folder) for name in os.listdir(folder)]
+    return {"kernels": sum(n.endswith(".nbi") for n in names),
+            "compiled": sum(n.endswith(".nbc") for n in names)}
 
 
 def _jit(func):
@@ -612,7 +610,24 @@ class kernel:
                             return _helpers.run(self.runner, args, nparts, helpers)
                     finally:
                         lock.release()
+            if getattr(_thread_state, "compile_runners", False):
+                _helpers.start(0)  # (measures the watching loops the runner pauses in)
+                return _helpers.run(self.runner, args, max(nparts, 2), 0)
         return self.compiled(*args, 0, 1)
+
+
+@contextlib.contextmanager
+def compiling_runners() -> Iterator[None]:
+    """In this block (this thread), a kernel call large enough to run in parts does,
+    through its runner, even when it finds no free core or one thread allowed (the
+    caller then runs every part): ``python -m kronjit precompile`` compiles the
+    runners with the kernels, whatever the machine's load or core count."""
+    previous = getattr(_thread_state, "compile_runners", False)
+    _thread_state.compile_runners = True
+    try:
+        yield
+    finally:
+        _thread_state.compile_runners = previous
 
 
 # --- parallel calls of Python code that releases the GIL ----------------------

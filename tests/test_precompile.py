@@ -22,6 +22,12 @@ for dtype in _precompile.FAMILIES["structured"][1]:
     t = kronjit.block_toeplitz(c, _precompile._values((4, 2, 2), dtype, 1))
     assert t.shape == (6, 8) and t.dtype == np.dtype(dtype)
     kronjit.block_hankel(c), kronjit.block_circulant(c), kronjit.block_diag(c[0], c[1])
+    big = _precompile._values((64, 8, 8), dtype)
+    with _runtime.compiling_runners():  # in parts through the runner, whatever the load
+        assert np.array_equal(kronjit.block_toeplitz(big), kronjit.block_toeplitz(big[:, :, :]))
+runners = [d for d in _runtime._dispatchers if "_parts_" in d.py_func.__name__]
+print("runner calls", sum(sum(d.stats.cache_hits.values()) + sum(d.stats.cache_misses.values())
+                          for d in runners))
 hits = sum(sum(d.stats.cache_hits.values()) for d in _runtime._dispatchers)
 misses = sum(sum(d.stats.cache_misses.values()) for d in _runtime._dispatchers)
 print("hits", hits, "misses", misses)
@@ -51,6 +57,7 @@ def test_precompiled_cache_loads_without_compiling(tmp_path):
     assert_child_ok(child)
     hits, misses = counts(child.stdout)
     assert hits >= 2 and misses == 0, child.stdout
+    assert "runner calls 0" not in child.stdout  # the runners were precompiled too
     # info counts the same cache's entries
     info = run_python("import kronjit; print(kronjit.info()['cache_contents'])",
                       env={"NUMBA_CACHE_DIR": str(tmp_path)})
