@@ -245,6 +245,16 @@ def num_threads(n: int) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def _in_this_thread(flag):
+    """``flag`` set in this thread's state while the block runs (then restored)."""
+    previous = getattr(_thread_state, flag, False)
+    setattr(_thread_state, flag, True)
+    try:
+        yield
+    finally:
+        setattr(_thread_state, flag, previous)
+
+
 def serial_in_this_thread():
     """Context manager: kernels called from this thread run on it alone.
 
@@ -252,12 +262,7 @@ def serial_in_this_thread():
     kernel inside each task would only oversubscribe the cores.  Other
     threads are unaffected.
     """
-    old = getattr(_thread_state, "serial", False)
-    _thread_state.serial = True
-    try:
-        yield
-    finally:
-        _thread_state.serial = old
+    return _in_this_thread("serial")
 
 
 # --- parallel calls ---------------------------------------------------------
@@ -616,18 +621,12 @@ class kernel:
         return self.compiled(*args, 0, 1)
 
 
-@contextlib.contextmanager
-def compiling_runners() -> Iterator[None]:
-    """In this block (this thread), a kernel call large enough to run in parts does,
-    through its runner, even when it finds no free core or one thread allowed (the
-    caller then runs every part): ``python -m kronjit precompile`` compiles the
-    runners with the kernels, whatever the machine's load or core count."""
-    previous = getattr(_thread_state, "compile_runners", False)
-    _thread_state.compile_runners = True
-    try:
-        yield
-    finally:
-        _thread_state.compile_runners = previous
+def compiling_runners():
+    """Context manager: in this block (this thread), a kernel call large enough to run
+    in parts does, through its runner, even when it finds no free core or one thread
+    allowed (the caller then runs every part): ``python -m kronjit precompile``
+    compiles the runners with the kernels, whatever the machine's load or core count."""
+    return _in_this_thread("compile_runners")
 
 
 # --- parallel calls of Python code that releases the GIL ----------------------
