@@ -175,8 +175,8 @@ def _small_inverse(a, out):
 @serial_kernel
 def _levinson_blocks(cr, rr, b, x, logdet, hermitian):
     """The block recursion, every array indexed ``[row, column, block]`` so that each
-    inner loop runs along the block index (long, contiguous: dot products and axpys
-    however small the blocks).
+    inner loop runs along the block index (long, contiguous: dot products, through
+    BLAS's, and axpys, however small the blocks).
 
     ``cr[:, :, s]`` is block ``c[m-1-s]`` (reversed: ``sum_j c[n-j] F_j`` is a forward
     dot product), ``rr[:, :, s]`` is ``r[s]``; ``b`` and ``x`` are ``(p, k, m)``.
@@ -217,9 +217,9 @@ def _levinson_blocks(cr, rr, b, x, logdet, hermitian):
             for t in range(p):
                 sf = se = inv0[0, 0] * 0
                 for cc in range(p):
-                    sf += _dot(cr[a, cc], off, f[cc, t], 0, n)  # sum_j c[n-j] F_j
+                    sf += np.dot(cr[a, cc, off:off + n], f[cc, t, :n])  # sum_j c[n-j] F_j
                     if not hermitian:
-                        se += _dot(rr[a, cc], 1, bs[cc, t], 1, n)  # sum_j r[j+1] B_j
+                        se += np.dot(rr[a, cc, 1:n + 1], bs[cc, t, 1:n + 1])  # sum_j r[j+1] B_j
                 ef[a, t], eb[a, t] = sf, se
         if hermitian:  # eb = F_0^-H ef^H B_{n-1}
             for a in range(p):
@@ -282,7 +282,7 @@ def _levinson_blocks(cr, rr, b, x, logdet, hermitian):
             for q in range(k):
                 acc = b[a, q, n]
                 for cc in range(p):
-                    acc -= _dot(cr[a, cc], off, x[cc, q], 0, n)
+                    acc -= np.dot(cr[a, cc, off:off + n], x[cc, q, :n])
                 rho[a, q] = acc
         for a in range(p):
             for q in range(k):
