@@ -173,7 +173,7 @@ def _small_inverse(a, out):
 
 
 @serial_kernel
-def _levinson_blocks(cr, rr, b, x, logdet, hermitian):
+def _levinson_blocks(cr, rr, b, x, logdet, hermitian, persymmetric):
     """The block recursion, every array indexed ``[row, column, block]`` so that each
     inner loop runs along the block index (long, contiguous: dot products, through
     BLAS's, and axpys, however small the blocks).
@@ -185,7 +185,11 @@ def _levinson_blocks(cr, rr, b, x, logdet, hermitian):
 
     For a Hermitian matrix the backward error comes from the forward one:
     ``[0; B]^H T [F; 0]`` is both ``B_{n-1}^H e_f`` and ``e_b^H F_0``, so
-    ``e_b = F_0^-H e_f^H B_{n-1}`` (``O(p^3)`` instead of ``O(n p^3)``).
+    ``e_b = F_0^-H e_f^H B_{n-1}`` (``O(p^3)`` instead of ``O(n p^3)``).  When
+    ``r[k] = c[k]`` (``persymmetric``: the matrix equals itself with its block order
+    reversed, as a covariance with symmetric blocks does) the backward predictor is
+    the forward one reversed, ``B_j = F_{n-1-j}``, so ``e_b = e_f`` and only ``F`` is
+    updated: half the work.
     """
     p, _, m = cr.shape
     k = b.shape[1]
@@ -218,10 +222,12 @@ def _levinson_blocks(cr, rr, b, x, logdet, hermitian):
                 sf = se = inv0[0, 0] * 0
                 for cc in range(p):
                     sf += np.dot(cr[a, cc, off:off + n], f[cc, t, :n])  # sum_j c[n-j] F_j
-                    if not hermitian:
+                    if not (hermitian or persymmetric):
                         se += np.dot(rr[a, cc, 1:n + 1], bs[cc, t, 1:n + 1])  # sum_j r[j+1] B_j
                 ef[a, t], eb[a, t] = sf, se
-        if hermitian:  # eb = F_0^-H ef^H B_{n-1}
+        if persymmetric:
+            eb[:] = ef
+        elif hermitian:  # eb = F_0^-H ef^H B_{n-1}
             for a in range(p):
                 for t in range(p):
                     f0[a, t] = f[a, t, 0]
@@ -264,6 +270,18 @@ def _levinson_blocks(cr, rr, b, x, logdet, hermitian):
             for t in range(p):
                 fo, bo = f2[a, t], bs2[a, t]
                 bo[0] = 0
+                if persymmetric:  # B_{j-1} = F_{n-j}; B' is F' reversed
+                    for cc in range(p):
+                        fi, al, be = f[a, cc], alpha[cc, t], beta[cc, t]
+                        if cc == 0:
+                            for j in range(n + 1):
+                                fo[j] = fi[j] * al + fi[n - j] * be
+                        else:
+                            for j in range(n + 1):
+                                fo[j] += fi[j] * al + fi[n - j] * be
+                    for j in range(n + 1):
+                        bo[j + 1] = fo[n - j]
+                    continue
                 for cc in range(p):
                     fi, bi = f[a, cc], bs[a, cc]
                     al, be, ga, de = alpha[cc, t], beta[cc, t], gamma[cc, t], delta[cc, t]
@@ -425,7 +443,7 @@ def _levinson(cb, rb, b, dtype, what):
         status = _levinson_blocks(np.ascontiguousarray(c[::-1].transpose(1, 2, 0)),
                                   np.ascontiguousarray(r.transpose(1, 2, 0)),
                                   np.ascontiguousarray(rhs.transpose(1, 2, 0)), soa, logdet,
-                                  _hermitian(c, r))
+                                  _hermitian(c, r), bool(np.array_equal(r[1:], c[1:])))
         x = soa.transpose(2, 0, 1)
     if status >= 0:
         lead = f"{status}x{status}" if p == 1 else f"{status} x {status} block"

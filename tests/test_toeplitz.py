@@ -58,6 +58,24 @@ def test_solve_against_dense(p, dtype, k, hermitian):
 
 
 @pytest.mark.parametrize("p", ORDERS)
+@pytest.mark.parametrize("dtype", ["float64", "complex128"])
+def test_persymmetric_blocks(p, dtype):
+    """r[k] = c[k] (the matrix equals itself with its block order reversed; blocks
+    neither symmetric nor Hermitian): the backward predictor is the forward one
+    reversed, a path of its own."""
+    rng = np.random.default_rng(60 + p)
+    c, _ = well_posed(rng, 8, p, dtype)
+    t = block_toeplitz_gather(c, c)
+    assert np.array_equal(t, t[::-1, ::-1].reshape(8, p, 8, p)[:, ::-1, :, ::-1].reshape(8 * p, -1))
+    b = rand(rng, (8 * p, 3), dtype)
+    np.testing.assert_allclose(kronjit.solve_toeplitz((c, c), b), np.linalg.solve(t, b),
+                               rtol=1e-10, atol=1e-12)
+    sign, logabs = kronjit.BlockToeplitz(c, c).slogdet()
+    want_sign, want_logabs = np.linalg.slogdet(t)
+    assert logabs == pytest.approx(want_logabs, rel=1e-12) and sign == pytest.approx(want_sign)
+
+
+@pytest.mark.parametrize("p", ORDERS)
 def test_many_right_hand_sides_are_each_one_solve(p):
     """All columns go through one recursion: each equals its own solve."""
     rng = np.random.default_rng(20 + p)
