@@ -193,8 +193,9 @@ def _vectrick_case(shapes, k=1, reference="numpy tensordot", quick=False):
         try:
             ref_call = references.VECTRICK_REFERENCES[reference](factors, x)
         except ImportError:
-            raise CaseSkipped(f"{reference} is not installed (python -m pip install '.[bench]')") \
-                from None
+            extra = "peers" if reference == "pyfastkron" else "bench"
+            raise CaseSkipped(f"{reference} is not installed (python -m pip install "
+                              f"'.[{extra}]')") from None
         except AssertionError:
             raise CaseSkipped(f"{reference} does not take these factors") from None
         expected = references.shuffle_matvec(factors, x)
