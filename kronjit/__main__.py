@@ -1,11 +1,19 @@
 """Command line: ``python -m kronjit compare``, ``info`` and ``precompile``."""
 import argparse
+import os
 import sys
 
 
+def _prog():
+    """How the user called us: the ``kronjit`` console script, or ``python -m kronjit``."""
+    return "kronjit" if os.path.basename(sys.argv[0]) == "kronjit" else "python -m kronjit"
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m kronjit",
+    from . import __version__
+    parser = argparse.ArgumentParser(prog=_prog(),
                                      description="kronjit: structured-matrix kernels.")
+    parser.add_argument("--version", action="version", version=f"kronjit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="report versions, how kernels run in parallel, threads and cache")
     pre = sub.add_parser("precompile", help="compile the kernels for the common dtypes into "
@@ -33,7 +41,7 @@ def main(argv=None):
         try:
             precompile(args.only, args.jobs)
         except (RuntimeError, ValueError) as exc:
-            print(f"python -m kronjit precompile: {exc}", file=sys.stderr)
+            print(f"{parser.prog} precompile: {exc}", file=sys.stderr)
             return 1
         return 0
     from .study.cli import run

@@ -577,6 +577,7 @@ def test_cli_info_and_compare_quick_run(tmp_path):
                      "--plot", {str(tmp_path / "s.png")!r}]) == 0
         data = json.load(open({str(out)!r}))
         assert data["results"] and all(r["speedup"] > 0 for r in data["results"])
+        print("COMMIT", data["commit"])
         assert {{r["family"] for r in data["results"]}} == {{
             "dense", "sparse", "structured", "vectrick", "operators", "programs", "family",
             "toeplitz"}}
@@ -586,6 +587,13 @@ def test_cli_info_and_compare_quick_run(tmp_path):
     """)
     assert_child_ok(proc)
     assert "threading_layer" in proc.stdout and "speedup" in proc.stdout
+    # the results name the commit of the source run (this checkout), when git knows one
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
+    recorded = proc.stdout.split("COMMIT ")[1].split()[0]
+    if head.returncode == 0:
+        assert recorded.split("-")[0] == head.stdout.strip(), recorded
+    else:
+        assert recorded == "None"
     assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert b"<svg" in (tmp_path / "s.svg").read_bytes()[:1000]
 
@@ -681,3 +689,18 @@ print("OK")
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_forked_child_runs_python_parts():
     assert_child_ok(run_python(FORKED_PYTHON_PARTS))
+
+
+def test_cli_version_and_its_name(monkeypatch, capsys):
+    from kronjit.__main__ import main
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"kronjit {kronjit.__version__}"
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/kronjit"])  # the console script
+    with pytest.raises(SystemExit):
+        main([])
+    assert capsys.readouterr().err.startswith("usage: kronjit ")
+    monkeypatch.setattr(sys, "argv", ["/repo/kronjit/__main__.py"])  # python -m kronjit
+    with pytest.raises(SystemExit):
+        main([])
+    assert capsys.readouterr().err.startswith("usage: python -m kronjit ")

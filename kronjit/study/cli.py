@@ -7,7 +7,7 @@ from . import cases as study_cases
 from .report import format_table, plot, plot_problem
 from .timing import SETTLE_S, run_case
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["add_arguments", "run", "source_commit"]
 
 
 def add_arguments(parser):
@@ -50,7 +50,9 @@ def run(args):
         print(problem, file=sys.stderr)
         return 2
     runtime = info(start_threads=True)
-    print(f"kronjit {runtime['kronjit']}  numba {runtime['numba']}  numpy {runtime['numpy']}  "
+    commit = source_commit()
+    print(f"kronjit {runtime['kronjit']}" + (f" (commit {commit[:12]})" if commit else "")
+          + f"  numba {runtime['numba']}  numpy {runtime['numpy']}  "
           f"threads {runtime['num_threads']} ({runtime['threading_layer']})  "
           f"repeat {repeat}; medians of side-by-side ratios, "
           + (f"each batch after a {SETTLE_S} s busy-wait (--settle)" if args.settle
@@ -73,13 +75,37 @@ def run(args):
         print(f"skipped {len(names)} case(s): {why}: {', '.join(names)}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"runtime": runtime, "results": results}, f, indent=2)
+            json.dump({"commit": commit, "runtime": runtime, "results": results}, f, indent=2)
         print(f"wrote {args.json}")
     if args.plot:
         plot(results, args.plot, title=f"kronjit {runtime['kronjit']}, "
              f"{runtime['num_threads']} threads ({runtime['threading_layer']})")
         print(f"wrote {args.plot}")
     return 0
+
+def source_commit():
+    """The git commit of the kronjit source being run: that of the checkout the package
+    was imported from, else of the current directory when it holds kronjit's source
+    (an installed copy run from its clone); ``-dirty`` if tracked files differ from it;
+    None outside a git checkout."""
+    import subprocess
+    from .. import __file__ as package_file
+    for where in (os.path.dirname(os.path.dirname(os.path.abspath(package_file))), os.getcwd()):
+        if not os.path.exists(os.path.join(where, "kronjit", "__init__.py")):
+            continue
+        try:
+            head = subprocess.run(["git", "-C", where, "rev-parse", "HEAD"], capture_output=True,
+                                  text=True, timeout=30)
+            if head.returncode:
+                continue
+            changed = subprocess.run(["git", "-C", where, "status", "--porcelain",
+                                      "--untracked-files=no"], capture_output=True, text=True,
+                                     timeout=30).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            continue
+        return head.stdout.strip() + ("-dirty" if changed else "")
+    return None
+
 
 def _unwritable(path, flag):
     """Why ``path`` cannot be written (checked by opening it), or None."""
