@@ -511,3 +511,18 @@ def test_layouts_are_shared_values_are_not(shapes):
         np.testing.assert_allclose(kronjit.kron_matvec(factors, x), want, rtol=1e-10,
                                    atol=1e-10 * np.abs(want).max())
     assert vplan.cache_info().hits >= 1
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("m,p,n", [(16, 4, 3), (8, 8, 2), (3, 2, 5)])
+def test_fastkron_layout(dtype, m, p, n):
+    """FastKron's GeMKM, ``x @ kron(F1, ..., FN)`` as the study computes it (``kron^T x^T``,
+    transposed back): computed in the input's precision, float32 included, and equal to
+    the dense product to that precision's rounding (``eps * sum(n_i)``)."""
+    from kronjit.study.cases import fastkron_inputs, fastkron_kronjit
+    x, factors = fastkron_inputs(m, p, n, dtype)
+    got = fastkron_kronjit(x, factors)
+    want = x.astype(np.float64) @ dense_kron([f.astype(np.float64) for f in factors])
+    assert got.dtype == np.dtype(dtype) and got.shape == (m, p ** n)
+    scale = np.abs(x.astype(np.float64)) @ dense_kron([np.abs(f.astype(np.float64)) for f in factors])
+    assert np.all(np.abs(got - want) <= 4 * np.finfo(dtype).eps * n * p * scale)

@@ -24,7 +24,9 @@ __all__ = ["Case", "CaseSkipped", "cases", "random_sparse", "busy_neighbour", "v
            "TOEPLITZ_MATVEC", "TOEPLITZ_MATVEC_QUICK", "VECTRICK_QUICK", "GP_GRIDS",
            "family_inputs", "family_calls", "family_limit", "result_fill", "random_rows",
            "FAMILY_OUT", "FAMILY_QUICK", "TOEPLITZ_SOLVES", "TOEPLITZ_QUICK", "toeplitz_calls",
-           "toeplitz_inputs", "toeplitz_limit", "levinson_flops"]
+           "toeplitz_inputs", "toeplitz_limit", "levinson_flops", "FASTKRON_TABLE",
+           "FASTKRON_DTYPES", "fastkron_flops", "fastkron_inputs", "fastkron_kronjit",
+           "fastkron_calls", "fastkron_problem_inputs", "fastkron_limit"]
 
 
 @dataclass
@@ -564,6 +566,86 @@ def _family_case(kind, use_out=False, quick=False):
 
     return Case("family", name, reference_name, setup, quick, {"kind": kind, "out": use_out})
 
+# --- FastKron's own table -------------------------------------------------------------
+
+#: FastKron's GeMKM benchmark ``M_PxQ^N``: ``Y = X @ kron(F1, ..., FN)``, ``X`` of shape
+#: ``(M, P^N)``, N square factors ``P x P``: ``(M, P, N)``, in float32 and float64.
+FASTKRON_TABLE = [(256, 8, 4), (256, 8, 5), (256, 16, 3), (256, 16, 4), (256, 32, 3),
+                  (256, 64, 2), (128, 64, 3), (256, 128, 2)]
+FASTKRON_DTYPES = ["float32", "float64"]
+FASTKRON_QUICK = [(256, 16, 3)]
+
+def fastkron_flops(m, p, n):
+    """FastKron's flop count of ``M_PxP^N``: ``2 M N P^(N+1)``."""
+    return 2 * m * n * p ** (n + 1)
+
+def fastkron_inputs(m, p, n, dtype, seed=24):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((m, p ** n)).astype(dtype)
+    return x, [rng.standard_normal((p, p)).astype(dtype) for _ in range(n)]
+
+def fastkron_kronjit(x, factors):
+    """``x @ kron(*factors)`` with kronjit: ``kron(*factors)^T x^T``, transposed back (a view)."""
+    from ..vectrick import kron_matvec
+    return kron_matvec(factors, x.T, trans="T").T
+
+def _pyfastkron_gemkm(x, factors):
+    from pyfastkron import fastkronnumpy
+    return fastkronnumpy.gemkm(x, factors)
+
+def _fastkron_kind(m, p, n, dtype):
+    return f"{m}_{p}x{p}^{n} {dtype}"
+
+@functools.lru_cache(maxsize=1)
+def fastkron_calls():
+    """``{kind: (reference name, reference, kronjit call)}`` of FastKron's table; the
+    reference raises ImportError without pyfastkron."""
+    return {_fastkron_kind(*shape, dtype): ("pyfastkron gemkm", _pyfastkron_gemkm,
+                                            fastkron_kronjit)
+            for shape in FASTKRON_TABLE for dtype in FASTKRON_DTYPES}
+
+def _fastkron_shape(kind):
+    size, dtype = kind.split()
+    m, rest = size.split("_")
+    p, n = rest.split("x")[1].split("^")
+    return int(m), int(p), int(n), dtype
+
+def fastkron_problem_inputs(kind, scale=1):
+    """A table problem's ``(x, factors)``, ``M`` divided by ``scale``."""
+    m, p, n, dtype = _fastkron_shape(kind)
+    return list(fastkron_inputs(max(1, m // scale), p, n, dtype))
+
+def fastkron_limit(kind, inputs, result=None):
+    """A square GEMM of the problem's flops in its dtype (FastKron's count, for ``x``'s
+    rows)."""
+    x, factors = inputs
+    _, p, n, dtype = _fastkron_shape(kind)
+    return limits.same_flop_gemm(fastkron_flops(x.shape[0], p, n), dtype)
+
+def _fastkron_case(kind, quick=False):
+    reference_name = fastkron_calls()[kind][0]
+    m, p, n, dtype = _fastkron_shape(kind)
+
+    def setup():
+        _, reference, candidate = fastkron_calls()[kind]
+        inputs = fastkron_problem_inputs(kind)
+        try:
+            want = reference(*inputs)
+        except ImportError:
+            raise CaseSkipped("pyfastkron is not installed (python -m pip install '.[peers]')") \
+                from None
+        got = candidate(*inputs)
+        # float rounding scaled to the sums' length and size
+        bound = 4 * np.finfo(dtype).eps * n * p * np.abs(want).max()
+        if got.dtype != np.dtype(dtype) or not np.all(np.abs(got - want) <= bound):
+            raise AssertionError(f"kronjit disagrees with pyfastkron on {kind}")
+        return ((lambda: reference(*inputs)), (lambda: candidate(*inputs)),
+                fastkron_limit(kind, inputs))
+
+    return Case("fastkron", kind, reference_name, setup, quick,
+                {"m": m, "p": p, "n": n, "dtype": dtype, "flops": fastkron_flops(m, p, n)})
+
+
 # --- Toeplitz solves and products ------------------------------------------------------
 
 def _stationary_blocks(m, p, seed):
@@ -706,4 +788,6 @@ def cases():
         *[_family_case(kind, quick=kind in FAMILY_QUICK) for kind in family_calls()],
         *[_family_case(kind, use_out=True) for kind in FAMILY_OUT],
         *[_toeplitz_case(kind, quick=kind in TOEPLITZ_QUICK) for kind in toeplitz_calls()],
+        *[_fastkron_case(kind, quick=_fastkron_shape(kind)[:3] in FASTKRON_QUICK)
+          for kind in fastkron_calls()],
     ]

@@ -57,11 +57,12 @@ def vectrick_limit(shapes, k, x):
         return same_flop_gemm(vectrick_flops(shapes, k))
     return lambda: copy_pass(x)
 
-def same_flop_gemm(flops):
-    """A square float64 GEMM doing ``flops`` floating-point operations (BLAS throughput)."""
+def same_flop_gemm(flops, dtype=np.float64):
+    """A square GEMM in ``dtype`` doing ``flops`` floating-point operations (BLAS
+    throughput)."""
     side = max(2, round((flops / 2) ** (1 / 3)))
     rng = np.random.default_rng(13)
-    a, b = rng.standard_normal((side, side)), rng.standard_normal((side, side))
+    a, b = (rng.standard_normal((side, side)).astype(dtype) for _ in range(2))
     return lambda: a @ b
 
 def vectrick_flops(shapes, k):

@@ -14,7 +14,7 @@ def _fmt_time(s):
 def format_table(results):
     header = ("case", "reference", "ref time", "kronjit", "speedup", "fill", "of fill bw",
               "peak/result")
-    rows = [header] + [(r["family"] + ": " + r["case"], r["reference"],
+    rows = [header] + [(r["family"] + ": " + r["case"] + _rates(r), r["reference"],
                         _fmt_time(r["reference_s"]), _fmt_time(r["kronjit_s"]),
                         f"{r['speedup']:.2f}x",
                         "-" if r["fill_s"] is None else _fmt_time(r["fill_s"]),
@@ -25,6 +25,12 @@ def format_table(results):
                        for i, (cell, w) in enumerate(zip(row, widths))) for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+def _rates(result):
+    """`` (kronjit / reference GFLOP/s)`` for cases that state their flops."""
+    if "kronjit_gflops" not in result:
+        return ""
+    return f" ({result['kronjit_gflops']:.0f} / {result['reference_gflops']:.0f} GFLOP/s)"
 
 def plot_problem(path):
     """Why ``--plot path`` cannot be drawn (no matplotlib, a format it cannot write), or None."""

@@ -79,8 +79,15 @@ def run_case(case, repeat=7, min_time=0.02, settle_s=0.0):
         "speedup": median([r / c for r, c in zip(ref_t, new_t)]),
         "fill_fraction": median([f / c for f, c in zip(fill_t, new_t)]),
         "settle_s": settle_s,
+        **_rates(case.params.get("flops"), median(ref_t), median(new_t)),
         **_memory(candidate),
     }
+
+def _rates(flops, reference_s, kronjit_s):
+    """GFLOP/s of both sides, for cases that state their flops."""
+    if not flops:
+        return {}
+    return {"reference_gflops": flops / reference_s / 1e9, "kronjit_gflops": flops / kronjit_s / 1e9}
 
 def traced_peak(fn):
     """``(fn(), peak bytes numpy and Python allocated during the call)``, by tracemalloc."""
