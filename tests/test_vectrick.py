@@ -516,9 +516,10 @@ def test_layouts_are_shared_values_are_not(shapes):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("m,p,n", [(16, 4, 3), (8, 8, 2), (3, 2, 5)])
 def test_fastkron_layout(dtype, m, p, n):
-    """FastKron's GeMKM, ``x @ kron(F1, ..., FN)`` as the study computes it (``kron^T x^T``,
-    transposed back): computed in the input's precision, float32 included, and equal to
-    the dense product to that precision's rounding (``eps * sum(n_i)``)."""
+    """FastKron's GeMKM, ``x @ kron(F1, ..., FN)`` as the study computes it
+    (``kron(I, F1, ..., FN)^T vec(x)``): computed in the input's precision, float32
+    included, and equal to the dense product to that precision's rounding
+    (``eps * sum(n_i)``)."""
     from kronjit.study.cases import fastkron_inputs, fastkron_kronjit
     x, factors = fastkron_inputs(m, p, n, dtype)
     got = fastkron_kronjit(x, factors)
