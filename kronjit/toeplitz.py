@@ -1,4 +1,5 @@
-"""Toeplitz products and solves: scalar and block, as functions and operators.
+"""Toeplitz products and solves: scalar, block and multilevel, as functions and
+operators (``BlockToeplitz``, ``MultilevelToeplitz``).
 
 ``solve_toeplitz`` and ``matmul_toeplitz`` are drop-ins for scipy's (1-D
 ``c`` and ``r``: same results to rounding, same dtypes, shapes and errors)
@@ -10,19 +11,20 @@ of ``block_toeplitz(c, r)``.
   ``T_n B = e_n`` grow one block at a time, and every right-hand side is
   updated in the same pass, ``O(m^2 p^3 + m^2 p^2 k)`` time and
   ``O(m p^2 + m p k)`` memory.  The predictors' error terms give the
-  determinant: with ``S_1 = T_0`` and ``S_{n+1} = S_n (I - e_f e_b)``,
+  determinant: with ``S_1 = T_0`` and ``S_{n+1} = (I - e_f e_b) S_n``,
   ``det T = prod det S_n``.  Like scipy's Levinson, the recursion needs every
   leading block principal submatrix to be nonsingular (it raises
   ``LinAlgError`` when one is exactly singular) and is not backward stable
   for indefinite matrices; for Hermitian positive definite ones (covariances)
   it is.
-* Products embed the matrix in a block circulant one and multiply by FFT
-  along the block index.
+* Products embed the matrix in a block circulant one (a d-level circulant one
+  for ``MultilevelToeplitz``) and multiply by FFT.
 
-Reference: ``scipy.linalg.solve_toeplitz`` (scalar Levinson, one column at a
-time) and ``scipy.linalg.solve`` on the formed matrix; ``matmul_toeplitz``.
-Limits: a solve's recursion is latency-bound on short block rows; the
-products are FFT- and memory-bound.
+References: ``scipy.linalg.solve_toeplitz`` (scalar Levinson, one column at a
+time), ``scipy.linalg.solve`` or a dense Cholesky on the formed matrix,
+``scipy.linalg.matmul_toeplitz``, ``scipy.signal.fftconvolve``.  Limits: a
+same-flop GEMM for the solves (the recursion runs on one core, step after
+step); the products are FFT-bound.
 """
 from __future__ import annotations
 
@@ -45,8 +47,9 @@ __all__ = ["solve_toeplitz", "matmul_toeplitz", "block_toeplitz_matvec", "BlockT
            "MultilevelToeplitz"]
 
 #: Blocks from this order on are solved with GEMMs per step (``_levinson_gemm``),
-#: smaller ones by the jitted loops.  Measured (one right-hand side): 8x8 blocks,
-#: m = 512, 69 ms by GEMMs against 90 ms jitted; 4x4, m = 1024, 97 against 45 ms.
+#: smaller ones by the jitted loops.  Measured (general blocks, one right-hand side):
+#: 8x8, m = 512, 72 ms by GEMMs against 70 ms jitted (the crossover); 6x6, m = 512,
+#: 42 against 31 ms; 4x4, m = 1024, 77 against 32 ms.
 GEMM_BLOCK_MIN = 8
 
 
