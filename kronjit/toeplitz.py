@@ -350,11 +350,11 @@ def _levinson_gemm(c, r, b, dtype):
         window = ctr[(m - n) * p:m * p]
         ef = (fb[:rows, :p].T @ window).T  # sum_j c[n-j] F_j
         eb = (fb[p:rows + p, p:].T @ rt[p:rows + p]).T  # sum_j r[j+1] B_j
-        shrink = eye - ef @ eb
+        shrink, grow = eye - ef @ eb, eye - eb @ ef
         sign_d, log_d = np.linalg.slogdet(shrink)
-        if sign_d == 0 or np.linalg.slogdet(eye - eb @ ef)[0] == 0:
+        if sign_d == 0 or np.linalg.slogdet(grow)[0] == 0:
             return n + 1, x, 0.0, sign
-        alpha, delta = np.linalg.inv(eye - eb @ ef), np.linalg.inv(shrink)
+        alpha, delta = np.linalg.inv(grow), np.linalg.inv(shrink)
         step[:p, :p], step[p:, :p] = alpha, -ef @ alpha
         step[:p, p:], step[p:, p:] = -eb @ delta, delta
         new = fb[:rows + p] @ step  # [F_j, B_{j-1}] -> [F'_j, B'_j]
@@ -427,7 +427,6 @@ def _levinson(cb, rb, b, dtype, what):
     m, p, _ = cb.shape
     k = b.shape[1]
     rhs = np.ascontiguousarray(b, dtype=dtype).reshape(m, p, k)
-    x = np.zeros((m, p, k), dtype)
     logdet = np.zeros(2, dtype)
     c = np.ascontiguousarray(cb, dtype=dtype)
     r = np.ascontiguousarray(rb, dtype=dtype)
@@ -439,8 +438,9 @@ def _levinson(cb, rb, b, dtype, what):
             status, x, logabs, phase = _levinson_gemm(c, r, rhs.reshape(m * p, k), dtype)
         logdet[:] = logabs, phase
     elif p == 1:
+        x = np.zeros((m, k), dtype)
         status = _levinson_scalar(np.ascontiguousarray(c[::-1, 0, 0]), r[:, 0, 0],
-                                  rhs.reshape(m, k), x.reshape(m, k), logdet)
+                                  rhs.reshape(m, k), x, logdet)
     else:
         soa = np.zeros((p, k, m), dtype)
         status = _levinson_blocks(np.ascontiguousarray(c[::-1].transpose(1, 2, 0)),
