@@ -45,7 +45,7 @@ from numba.extending import intrinsic
 
 __all__ = ["kernel", "serial_kernel", "run_python_parts", "get_num_threads", "set_num_threads",
            "num_threads", "cache_location", "cache_enabled", "cache_contents",
-           "compiling_runners"]
+           "compiling_runners", "kernel_input"]
 
 #: Work (bytes written) below which the calling thread does it all: handing
 #: parts to helper threads costs more than it saves.
@@ -746,6 +746,25 @@ def small_lapack(order):
     finally:
         for lib, n in zip(_blas_libraries, counts):
             lib.set_num_threads(n)
+
+
+class _WritableAlias:
+    """An array interface for ``x``'s memory that does not say read-only."""
+
+    def __init__(self, x):
+        self.base = x  # keeps the memory alive as long as the alias
+        self.__array_interface__ = dict(x.__array_interface__, data=(x.ctypes.data, False))
+
+
+def kernel_input(x: np.ndarray) -> np.ndarray:
+    """``x``, or where it is read-only a writable alias of the same memory.
+
+    Numba types a read-only array differently and compiles every kernel again for
+    it (2-4 s each); kernels never write their inputs, so they are given the alias
+    instead: one compiled version whatever the input's flags, and no copy."""
+    if x.flags.writeable:
+        return x
+    return np.asarray(_WritableAlias(x))
 
 
 def serial_kernel(func):

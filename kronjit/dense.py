@@ -29,7 +29,7 @@ from numba import njit
 from numba.np.ufunc.dufunc import DUFunc
 
 from ._arith import EXACT_DTYPES, complex_mul_mode, mul, scalar_op
-from ._runtime import kernel, run_python_parts
+from ._runtime import kernel, kernel_input, run_python_parts
 from ._memory import ensure_arrays_allocatable, into_out, output_array
 from ._validation import as_ndarray, check_out
 
@@ -391,7 +391,7 @@ def _flat_inputs(arrays, dtype):
     read them)."""
     if dtype == np.bool_:
         return [np.not_equal(x, False).view(np.uint8).ravel() for x in arrays]
-    return [np.ascontiguousarray(x, dtype=dtype).ravel() for x in arrays]
+    return [kernel_input(np.ascontiguousarray(x, dtype=dtype).ravel()) for x in arrays]
 
 
 def _flat_target(result):

@@ -290,6 +290,27 @@ def test_kernel_suites_pass_with_bounds_checking(bounds_checked_run):
     assert " passed" in out
 
 
+def test_read_only_inputs_run_the_version_compiled_for_writable_ones():
+    """Kernels only read their inputs, so a read-only input (a different Numba type)
+    is handed to them as a writable alias: same memory, no second compilation."""
+    from kronjit.dense import _kron_fill
+    from kronjit.vectrick.kernels import small_group
+    a = np.arange(12.0).reshape(3, 4)
+    factors, x = [a[:2, :2], a[1:, 1:]], np.arange(6.0)
+    kronjit.kron(a, a), kronjit.kron_matvec(factors, x)
+    counts = len(_kron_fill.compiled.signatures), len(small_group.compiled.signatures)
+    frozen = [v.copy() for v in (a, x)]
+    for v in frozen:
+        v.flags.writeable = False
+    assert np.array_equal(kronjit.kron(frozen[0], frozen[0]), np.kron(a, a))
+    assert np.array_equal(kronjit.kron_matvec(factors, frozen[1]),
+                          np.kron(*factors) @ x)
+    assert (len(_kron_fill.compiled.signatures), len(small_group.compiled.signatures)) == counts
+    alias = _runtime.kernel_input(frozen[0])
+    assert alias.flags.writeable and alias.ctypes.data == frozen[0].ctypes.data
+    assert not frozen[0].flags.writeable  # the caller's array keeps its flags
+
+
 def test_kernels_compile_without_parallel_regions():
     """A part and its runner are plain nogil functions: no Numba parallel region,
     which would start Numba's pool; each has its own cache identity."""

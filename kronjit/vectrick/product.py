@@ -15,6 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._memory import MEMORY_CHECK_MIN_BYTES, ensure_arrays_allocatable
+from .._runtime import kernel_input
 from .._validation import as_ndarray, check_out, check_sparse
 from .plan import Factor, Plan, make_plan
 
@@ -269,8 +270,7 @@ class PreparedProduct:
             return result
         work = plan.work
         cur = x.reshape(-1) if contiguous else np.ascontiguousarray(x).reshape(-1)
-        if call.x_copy:
-            cur = cur.astype(work, copy=False)
+        cur = cur.astype(work, copy=False) if call.x_copy else kernel_input(cur)
         final = result.reshape(-1) if plan.writes_result else None
         last = len(plan.steps) - 1
         for s, step in enumerate(plan.steps):
