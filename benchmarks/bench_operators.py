@@ -14,6 +14,7 @@ from kronjit.study.cases import GP_GRIDS, MATMAT_SHAPES, gp_kronjit, gp_problem,
 from kronjit.study.limits import vectrick_limit
 from kronjit.study.references import VECTRICK_REFERENCES, gp_dense
 
+from . import common
 from .common import side_by_side
 
 GP_IMPLS = {"kronjit": gp_kronjit, "dense Cholesky": gp_dense}
@@ -44,7 +45,7 @@ class GaussianProcessLarge:
     timeout = 300
 
     def setup(self, n):
-        self.problem = gp_problem(n)
+        self.problem = gp_problem(common.scaled(n))
         gp_kronjit(*gp_problem(8))  # warm-up at a small size
 
     def time_solve_logdet(self, n):

@@ -3,8 +3,9 @@ from kronjit.study import timing
 
 #: Repeats per side-by-side ratio (the benchmark smoke test sets it to 1).
 REPEAT = 7
-#: Sparse factor sizes are divided by this: the benchmark smoke test sets it to 10,
-#: so that every case runs its code, on inputs of the same density, in seconds.
+#: Sparse factor sizes and the largest problems' sizes are divided by this: the
+#: benchmark smoke test sets it to 10, so that every case runs its code (on inputs
+#: of the same density) in seconds.
 SIZE_DIVISOR = 1
 
 

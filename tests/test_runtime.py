@@ -266,12 +266,12 @@ print("OK2")
 
 
 @pytest.mark.subprocess
-def test_eight_processes_build_one_cache_at_once(tmp_path):
-    """Eight interpreters compiling into the same empty cache at the same time all
-    succeed, and a ninth then runs from the cache they wrote."""
+def test_processes_build_one_cache_at_once(tmp_path):
+    """Four interpreters (twice the cores CI has) compiling into the same empty cache
+    at the same time all succeed, and a fifth then runs from the cache they wrote."""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
     procs = [subprocess.Popen([sys.executable, "-c", CACHE_RACE], env=env, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(8)]
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(4)]
     for proc in procs:
         out, err = proc.communicate(timeout=600)
         assert proc.returncode == 0 and "OK2" in out, err
