@@ -95,6 +95,43 @@ def test_bad_arguments_fail_before_any_case_runs(argv, words, monkeypatch, capsy
     assert words in capsys.readouterr().err
 
 
+def test_the_default_study_leaves_out_the_full_cases():
+    every = cases.cases()
+    for family, prefixes in cases.FULL_ONLY.items():
+        for prefix in prefixes:  # every prefix names a case of its family
+            assert any(c.full and c.family == family and c.name.startswith(prefix)
+                       for c in every), prefix
+    assert {c.family for c in every if not c.full} == {c.family for c in every}
+    assert not any(c.quick and c.full for c in every)
+
+
+@pytest.mark.parametrize("flag", [[], ["--full"], ["--quick"]])
+def test_study_size_flags_select_their_cases(flag, monkeypatch, capsys):
+    from kronjit.__main__ import main
+    ran = []
+
+    def record(case, **kwargs):
+        ran.append(case)
+        raise cases.CaseSkipped("not timed here")
+    monkeypatch.setattr(cli, "run_case", record)
+    assert main(["compare", "--only", "sparse", "--only", "toeplitz", *flag]) == 0
+    every = [c for c in cases.cases() if c.family in ("sparse", "toeplitz")]
+    want = {"--full": every, "--quick": [c for c in every if c.quick]}.get(
+        flag[0] if flag else None, [c for c in every if not c.full])
+    assert [(c.family, c.name, c.reference) for c in ran] == \
+        [(c.family, c.name, c.reference) for c in want]
+    out, err = capsys.readouterr()
+    assert ("--full:" in out and cli.FULL_COST in out) == (flag == ["--full"])
+    assert f"[{len(want)}/{len(want)}]" in err and "left)" in err
+
+
+def test_quick_and_full_exclude_each_other(capsys):
+    from kronjit.__main__ import main
+    with pytest.raises(SystemExit) as exc:
+        main(["compare", "--quick", "--full"])
+    assert exc.value.code == 2 and "not allowed with" in capsys.readouterr().err
+
+
 def test_output_paths_are_probed_without_leaving_files(tmp_path):
     target = tmp_path / "r.json"
     assert cli._unwritable(str(target), "--json") is None

@@ -23,7 +23,7 @@ __all__ = ["Case", "CaseSkipped", "cases", "random_sparse", "busy_neighbour", "v
            "SPARSE_FORMATS", "KRONSUM_PAIRS", "BLOCK_TOEPLITZ", "BLOCK_TOEPLITZ_QUICK",
            "TOEPLITZ_MATVEC", "TOEPLITZ_MATVEC_QUICK", "VECTRICK_QUICK", "GP_GRIDS",
            "family_inputs", "family_calls", "family_limit", "result_fill", "random_rows",
-           "FAMILY_OUT", "FAMILY_QUICK", "TOEPLITZ_SOLVES", "TOEPLITZ_QUICK", "toeplitz_calls",
+           "FAMILY_OUT", "FAMILY_QUICK", "FULL_ONLY", "TOEPLITZ_SOLVES", "TOEPLITZ_QUICK", "toeplitz_calls",
            "toeplitz_inputs", "toeplitz_limit", "levinson_flops", "FASTKRON_TABLE",
            "FASTKRON_DTYPES", "fastkron_flops", "fastkron_inputs", "fastkron_kronjit",
            "fastkron_calls", "fastkron_problem_inputs", "fastkron_limit"]
@@ -37,6 +37,7 @@ class Case:
     reference: str
     setup: callable
     quick: bool = False  # part of the --quick set
+    full: bool = False  # run only by --full (see FULL_ONLY)
     params: dict = field(default_factory=dict)
     busy_neighbour: bool = False  # timed while another process keeps one core busy
 
@@ -764,8 +765,28 @@ def _toeplitz_case(kind, quick=False):
 GP_GRIDS = [20, 60]
 
 
+#: ``{family: name prefixes}`` of the cases only ``compare --full`` runs: big inputs
+#: (the sparse products of 10^8 entries, 5-7 GB between them and their references) or
+#: slow references (scipy's Toeplitz solves of 0.8 s a call), about five of the full
+#: study's seven minutes.  The default study keeps every family at representative
+#: sizes, within 2 minutes and 2 GB here.
+FULL_ONLY = {
+    "sparse": ["1000²(1%)⊗1000²(1%)", "10000²(0.1%)⊗100²(10%)", "100²(10%)⊗10000²(0.1%)"],
+    "vectrick": ["32^4 k=16"],
+    "toeplitz": ["solve_toeplitz n=4096 k=32", "solve_toeplitz 256 blocks of 16x16"],
+    "family": ["kron op=maximum", "mttkrp 0 ", "mttkrp 1 ", "mttkrp 2 "],
+}
+
+
 def cases():
-    """The default study, family by family."""
+    """The full study, family by family (``Case.full`` marks what the default leaves out)."""
+    every = _every_case()
+    for case in every:
+        case.full = case.name.startswith(tuple(FULL_ONLY.get(case.family, ())))
+    return every
+
+
+def _every_case():
     return [
         *[_dense_case(shapes, quick=label in DENSE_QUICK) for label, shapes in DENSE_SHAPES.items()],
         *[_dense_case(DENSE_SHAPES[label], use_out=True, quick=label in DENSE_QUICK)

@@ -2,6 +2,7 @@
 import json
 import os
 import sys
+import time
 
 from . import cases as study_cases
 from .report import format_table, plot, plot_problem
@@ -10,9 +11,17 @@ from .timing import SETTLE_S, run_case
 __all__ = ["add_arguments", "run", "source_commit"]
 
 
+#: What ``--full`` costs, measured here (2 cores): said before it starts.
+FULL_COST = "about 8 minutes and a peak of 7 GB of memory on 2 cores"
+
+
 def add_arguments(parser):
-    parser.add_argument("--quick", action="store_true",
-                        help="small cases and few repeats (under a minute)")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true",
+                      help="small cases and few repeats (under a minute)")
+    size.add_argument("--full", action="store_true",
+                      help=f"every case, with the big sparse products and slow references "
+                           f"the default leaves out ({FULL_COST})")
     parser.add_argument("--only", metavar="FAMILY", action="append",
                         help="run only this family (repeatable)")
     parser.add_argument("--repeat", type=int, default=None,
@@ -35,7 +44,7 @@ def run(args):
         print(f"--only: no family {', '.join(unknown)}; the families are "
               f"{', '.join(families)}", file=sys.stderr)
         return 2
-    selected = [c for c in all_cases if (c.quick or not args.quick)
+    selected = [c for c in all_cases if (c.quick if args.quick else args.full or not c.full)
                 and (not args.only or c.family in args.only)]
     repeat = args.repeat if args.repeat is not None else (3 if args.quick else 7)
     if repeat < 1:
@@ -57,11 +66,17 @@ def run(args):
           f"repeat {repeat}; medians of side-by-side ratios, "
           + (f"each batch after a {SETTLE_S} s busy-wait (--settle)" if args.settle
              else "kronjit and reference alternating as in a program"), flush=True)
+    if args.full:
+        print(f"--full: {len(selected)} cases, {FULL_COST}", flush=True)
     results, skipped = [], {}
     tty = sys.stderr.isatty()
+    start = time.perf_counter()
     for i, case in enumerate(selected, 1):
         msg = f"[{i}/{len(selected)}] {case.family}: {case.name}"
-        print(("\r" + msg.ljust(70)) if tty else msg, end="" if tty else "\n",
+        if i > 1:  # what is left, at the mean pace so far
+            left = (time.perf_counter() - start) / (i - 1) * (len(selected) - i + 1)
+            msg += f" (about {_duration(left)} left)"
+        print(("\r" + msg.ljust(100)) if tty else msg, end="" if tty else "\n",
               file=sys.stderr, flush=True)
         try:
             results.append(run_case(case, repeat=repeat,
@@ -69,7 +84,7 @@ def run(args):
         except study_cases.CaseSkipped as why:
             skipped.setdefault(str(why), []).append(case.name)
     if tty:
-        print("\r" + " " * 70 + "\r", end="", file=sys.stderr)
+        print("\r" + " " * 100 + "\r", end="", file=sys.stderr)
     print(format_table(results))
     for why, names in skipped.items():
         print(f"skipped {len(names)} case(s): {why}: {', '.join(names)}")
@@ -82,6 +97,10 @@ def run(args):
              f"{runtime['num_threads']} threads ({runtime['threading_layer']})")
         print(f"wrote {args.plot}")
     return 0
+
+def _duration(seconds):
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
 
 def source_commit():
     """The git commit of the kronjit source being run: that of the checkout the package
