@@ -1,10 +1,11 @@
 """The comparison study's measuring tools: bandwidth limits and side-by-side timing."""
+import json
 import time
 
 import numpy as np
 import pytest
 
-from kronjit.study import cases, cli, limits, timing
+from kronjit.study import cases, cli, limits, report, timing
 
 # 300 KiB and up take the parallel build; odd byte counts leave a ragged tail
 SIZES = [0, 1, 7, 4099, 300_001]
@@ -87,6 +88,8 @@ def test_side_by_side_is_a_ratio_of_times(monkeypatch):
     (["--json", "/nonexistent-dir/out.json"], "cannot write there"),
     (["--repeat", "0"], "at least 1"),
     (["--only", "nonsense"], "the families are dense"),
+    (["--against", "/nonexistent-dir/old.json"], "cannot read it"),
+    (["--against", __file__], "not JSON"),
 ])
 def test_bad_arguments_fail_before_any_case_runs(argv, words, monkeypatch, capsys):
     from kronjit.__main__ import main
@@ -130,6 +133,50 @@ def test_quick_and_full_exclude_each_other(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["compare", "--quick", "--full"])
     assert exc.value.code == 2 and "not allowed with" in capsys.readouterr().err
+
+
+def _result(case, samples, family="f", reference="ref"):
+    """A ``run_case`` result with these per-round speedups."""
+    return {"family": family, "case": case, "reference": reference,
+            "speedup": float(np.median(samples)), "speedup_samples": samples,
+            "reference_s": 2e-3, "kronjit_s": 1e-3, "fill_s": None, "fill_fraction": None,
+            "peak_memory_over_result": 1.0}
+
+
+def test_changes_are_called_only_outside_the_noise_band():
+    before = [_result("steady", [2.0, 2.1, 1.9]), _result("slowed", [4.0, 4.2, 3.9]),
+              _result("sped up", [1.0, 1.1, 0.9]), _result("old file", [1.0]),
+              _result("gone", [1.0, 1.0, 1.0])]
+    before[3].pop("speedup_samples")
+    after = [_result("steady", [1.8, 2.3, 2.0]), _result("slowed", [3.0, 3.1, 2.9]),
+             _result("sped up", [1.5, 1.6, 1.4]), _result("old file", [2.0, 2.0, 2.0]),
+             _result("new", [1.0, 1.0, 1.0]), _result("steady", [2.0], reference="other")]
+    rows = {r["case"]: r for r in report.changes(before, after)}
+    assert set(rows) == {"steady", "slowed", "sped up", "old file"}
+    assert rows["steady"]["verdict"] == "within noise"
+    assert rows["slowed"]["verdict"] == "slower"
+    assert rows["slowed"]["band"] == pytest.approx((2.9 / 4.2, 3.1 / 3.9))
+    assert rows["slowed"]["change"] == pytest.approx(3.0 / 4.0)
+    assert rows["sped up"]["verdict"] == "faster"
+    assert rows["old file"]["verdict"] == "no samples" and rows["old file"]["band"] is None
+    table = report.format_changes(list(rows.values()), unmatched=2)
+    assert "1 slower, 1 faster, 1 within noise, 1 no samples of 4 cases" in table
+    assert "2 only in this run" in table and "0.69-0.79x" in table
+
+
+def test_against_prints_the_changes_after_the_table(tmp_path, monkeypatch, capsys):
+    from kronjit.__main__ import main
+    selected = [c for c in cases.cases() if c.family == "structured" and c.quick]
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"commit": "abc", "runtime": {"kronjit": "0.0"}, "results": [
+        _result(c.name, [1.0, 1.1, 0.9], c.family, c.reference) for c in selected[1:]]}))
+    monkeypatch.setattr(cli, "run_case", lambda case, **kw: _result(
+        case.name, [2.0, 2.1, 1.9], case.family, case.reference))
+    assert main(["compare", "--quick", "--only", "structured", "--against", str(old)]) == 0
+    out = capsys.readouterr().out
+    assert f"against {old} (kronjit 0.0, commit abc)" in out
+    assert f"{len(selected) - 1} faster of {len(selected) - 1} cases both runs timed; " \
+           "1 only in this run" in out
 
 
 def test_output_paths_are_probed_without_leaving_files(tmp_path):

@@ -5,7 +5,7 @@ import sys
 import time
 
 from . import cases as study_cases
-from .report import format_table, plot, plot_problem
+from .report import changes, format_changes, format_table, plot, plot_problem
 from .timing import SETTLE_S, run_case
 
 __all__ = ["add_arguments", "run", "source_commit"]
@@ -31,6 +31,10 @@ def add_arguments(parser):
                              "figures, free of the threads the previous batch woke (by default "
                              "kronjit and its reference alternate as in a program)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--against", metavar="FILE",
+                        help="then print each case's change against an earlier run's --json "
+                             "results, with its noise band (the spread of the two runs' "
+                             "per-round ratios)")
     parser.add_argument("--plot", metavar="FILE",
                         help="also draw speedup against output size, one panel per family "
                              "(.png or .svg; needs matplotlib)")
@@ -54,6 +58,9 @@ def run(args):
     problems = [plot_problem(args.plot)] if args.plot else []
     problems += [_unwritable(path, flag) for flag, path in (("--json", args.json),
                                                             ("--plot", args.plot)) if path]
+    before = _earlier_run(args.against) if args.against else None
+    if isinstance(before, str):
+        problems.append(before)
     problem = next((p for p in problems if p), None)
     if problem:
         print(problem, file=sys.stderr)
@@ -88,6 +95,13 @@ def run(args):
     print(format_table(results))
     for why, names in skipped.items():
         print(f"skipped {len(names)} case(s): {why}: {', '.join(names)}")
+    if before is not None:
+        rows = changes(before["results"], results)
+        print(f"\nagainst {args.against} (kronjit {before['runtime'].get('kronjit')}, commit "
+              f"{(before.get('commit') or 'unknown')[:12]}): a change is called slower or "
+              "faster only when its noise band, from every round of both runs, is all below "
+              "or all above 1x")
+        print(format_changes(rows, unmatched=len(results) - len(rows)))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"commit": commit, "runtime": runtime, "results": results}, f, indent=2)
@@ -124,6 +138,21 @@ def source_commit():
             continue
         return head.stdout.strip() + ("-dirty" if changed else "")
     return None
+
+
+def _earlier_run(path):
+    """The results ``compare --json`` wrote to ``path``, or why they cannot be read."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except OSError as exc:
+        return f"--against {path}: cannot read it ({exc.strerror or exc})"
+    except ValueError as exc:
+        return f"--against {path}: not JSON ({exc})"
+    if not (isinstance(data, dict) and isinstance(data.get("results"), list)
+            and isinstance(data.get("runtime"), dict)):
+        return f"--against {path}: not the results of python -m kronjit compare --json"
+    return data
 
 
 def _unwritable(path, flag):

@@ -2,7 +2,7 @@
 import math
 import os
 
-__all__ = ["format_table", "plot", "plot_problem"]
+__all__ = ["format_table", "changes", "format_changes", "plot", "plot_problem"]
 
 
 def _fmt_time(s):
@@ -24,6 +24,58 @@ def format_table(results):
     lines = ["  ".join(cell.ljust(w) if i < 2 else cell.rjust(w)
                        for i, (cell, w) in enumerate(zip(row, widths))) for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+def _spread(result):
+    samples = result.get("speedup_samples")
+    return (min(samples), max(samples)) if samples else None
+
+def changes(before, after):
+    """Each case both runs have (lists of ``run_case`` results), its speedup's change from
+    ``before`` to ``after``: ``{"family", "case", "reference", "before", "after",
+    "change", "band", "verdict"}``.
+
+    ``band`` is the change's noise band, ``(min_after / max_before, max_after /
+    min_before)`` over the runs' per-round ratios; the verdict is ``'slower'`` or
+    ``'faster'`` only when the whole band is on one side of 1 (every round of one run
+    beyond every round of the other), ``'within noise'`` otherwise (``band`` None,
+    verdict ``'no samples'``, for a run recorded without its per-round ratios).
+    """
+    def key(r):
+        return r["family"], r["case"], r["reference"]
+    old = {key(r): r for r in before}
+    rows = []
+    for new in after:
+        prev = old.get(key(new))
+        if prev is None:
+            continue
+        a, b = _spread(new), _spread(prev)
+        band = None if a is None or b is None else (a[0] / b[1], a[1] / b[0])
+        verdict = ("no samples" if band is None else "slower" if band[1] < 1
+                   else "faster" if band[0] > 1 else "within noise")
+        rows.append({"family": new["family"], "case": new["case"],
+                     "reference": new["reference"], "before": prev["speedup"],
+                     "after": new["speedup"], "change": new["speedup"] / prev["speedup"],
+                     "band": band, "verdict": verdict})
+    return rows
+
+def format_changes(rows, unmatched=0):
+    """``changes`` as a table, and a line counting the verdicts."""
+    header = ("case", "reference", "before", "after", "change", "noise band", "verdict")
+    table = [header] + [(r["family"] + ": " + r["case"], r["reference"], f"{r['before']:.2f}x",
+                         f"{r['after']:.2f}x", f"{r['change']:.2f}x",
+                         "-" if r["band"] is None else f"{r['band'][0]:.2f}-{r['band'][1]:.2f}x",
+                         r["verdict"]) for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) if i in (0, 1, 6) else cell.rjust(w)
+                       for i, (cell, w) in enumerate(zip(row, widths))).rstrip()
+             for row in table]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    counts = {v: sum(r["verdict"] == v for r in rows)
+              for v in ("slower", "faster", "within noise", "no samples")}
+    lines.append(", ".join(f"{n} {v}" for v, n in counts.items() if n)
+                 + f" of {len(rows)} cases both runs timed"
+                 + (f"; {unmatched} only in this run" if unmatched else ""))
     return "\n".join(lines)
 
 def _rates(result):

@@ -77,6 +77,7 @@ def run_case(case, repeat=7, min_time=0.02, settle_s=0.0):
         "params": case.params, "repeat": repeat, "inner": inner,
         "reference_s": median(ref_t), "kronjit_s": median(new_t), "fill_s": median(fill_t),
         "speedup": median([r / c for r, c in zip(ref_t, new_t)]),
+        "speedup_samples": [r / c for r, c in zip(ref_t, new_t)],  # one per round
         "fill_fraction": median([f / c for f, c in zip(fill_t, new_t)]),
         "settle_s": settle_s,
         **_rates(case.params.get("flops"), median(ref_t), median(new_t)),
