@@ -1,4 +1,4 @@
-"""Command line: ``python -m kronjit compare``, ``info`` and ``precompile``."""
+"""Command line: ``python -m kronjit compare``, ``report``, ``info`` and ``precompile``."""
 import argparse
 import os
 import sys
@@ -24,8 +24,10 @@ def main(argv=None):
     pre.add_argument("--jobs", type=int, default=None,
                      help="processes to compile in (default: one per family, at most the "
                           "CPU count)")
-    from .study.cli import add_arguments
+    from .study.cli import add_arguments, add_report_arguments
     add_arguments(sub.add_parser("compare", help="time kronjit against its references"))
+    add_report_arguments(sub.add_parser(
+        "report", help="one self-contained HTML page (tables, plots) over compare --json runs"))
     args = parser.parse_args(argv)
     if args.command == "info":
         from ._info import info
@@ -44,6 +46,9 @@ def main(argv=None):
             print(f"{parser.prog} precompile: {exc}", file=sys.stderr)
             return 1
         return 0
+    if args.command == "report":
+        from .study.cli import report
+        return report(args)
     from .study.cli import run
     return run(args)
 

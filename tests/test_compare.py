@@ -1,5 +1,6 @@
 """The comparison study's measuring tools: bandwidth limits and side-by-side timing."""
 import json
+import re
 import time
 
 import numpy as np
@@ -177,6 +178,35 @@ def test_against_prints_the_changes_after_the_table(tmp_path, monkeypatch, capsy
     assert f"against {old} (kronjit 0.0, commit abc)" in out
     assert f"{len(selected) - 1} faster of {len(selected) - 1} cases both runs timed; " \
            "1 only in this run" in out
+
+
+def test_report_is_one_self_contained_page_of_every_case(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from kronjit.__main__ import main
+    first = [_result("8x8 & <b>", [2.0, 2.2, 1.9], "dense", "np.kron"),
+             _result("300²(1%) csr", [5.0, 5.5, 4.0], "sparse", "scipy.sparse.kron")]
+    first[1]["fill_s"] = 5e-4
+    second = [_result("8x8 & <b>", [2.5, 2.6, 2.4], "dense", "np.kron"),
+              _result("only later", [1.5, 1.6, 1.4], "dense", "np.kron")]
+    paths = []
+    for name, results in (("before", first), ("after", second)):
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps({"commit": f"{name[:3]}123", "runtime": {
+            "kronjit": "9.9", "numpy": "2.0", "num_threads": 2}, "results": results}))
+    page = tmp_path / "report.html"
+    assert main(["report", *map(str, paths), "-o", str(page)]) == 0
+    text = page.read_text()
+    assert "http" not in text and "<script" not in text and "<link" not in text
+    assert not re.search(r"url\((?!#)", text) and "@import" not in text  # own ids only
+    assert text.count("<svg") == 2  # one plot per family
+    assert "8x8 &amp; &lt;b&gt;" in text and "<b>" not in text  # names escaped
+    for word in ("only later", "300²(1%) csr", "bef123", "aft123", "2.50x",
+                 "4.00x", "at the limit"):
+        assert word in text, word
+    assert f"wrote {page}" in capsys.readouterr().out
+    paths[0].write_text("{}")
+    assert main(["report", *map(str, paths), "-o", str(page)]) == 2
+    assert "not the results of python -m kronjit compare" in capsys.readouterr().err
 
 
 def test_output_paths_are_probed_without_leaving_files(tmp_path):

@@ -1,14 +1,16 @@
 """``python -m kronjit compare``: arguments, the run, its outputs."""
+import datetime
 import json
 import os
+import platform
 import sys
 import time
 
 from . import cases as study_cases
-from .report import changes, format_changes, format_table, plot, plot_problem
+from .report import changes, format_changes, format_table, html_report, plot, plot_problem
 from .timing import SETTLE_S, run_case
 
-__all__ = ["add_arguments", "run", "source_commit"]
+__all__ = ["add_arguments", "run", "add_report_arguments", "report", "source_commit"]
 
 
 #: What ``--full`` costs, measured here (2 cores): said before it starts.
@@ -58,7 +60,7 @@ def run(args):
     problems = [plot_problem(args.plot)] if args.plot else []
     problems += [_unwritable(path, flag) for flag, path in (("--json", args.json),
                                                             ("--plot", args.plot)) if path]
-    before = _earlier_run(args.against) if args.against else None
+    before = _read_results(args.against, "--against") if args.against else None
     if isinstance(before, str):
         problems.append(before)
     problem = next((p for p in problems if p), None)
@@ -66,6 +68,7 @@ def run(args):
         print(problem, file=sys.stderr)
         return 2
     runtime = info(start_threads=True)
+    started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     commit = source_commit()
     print(f"kronjit {runtime['kronjit']}" + (f" (commit {commit[:12]})" if commit else "")
           + f"  numba {runtime['numba']}  numpy {runtime['numpy']}  "
@@ -104,13 +107,26 @@ def run(args):
         print(format_changes(rows, unmatched=len(results) - len(rows)))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"commit": commit, "runtime": runtime, "results": results}, f, indent=2)
+            json.dump({"commit": commit, "date": started, "machine": _machine(),
+                       "runtime": runtime, "results": results}, f, indent=2)
         print(f"wrote {args.json}")
     if args.plot:
         plot(results, args.plot, title=f"kronjit {runtime['kronjit']}, "
              f"{runtime['num_threads']} threads ({runtime['threading_layer']})")
         print(f"wrote {args.plot}")
     return 0
+
+def _machine():
+    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
 
 def _duration(seconds):
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
@@ -140,19 +156,45 @@ def source_commit():
     return None
 
 
-def _earlier_run(path):
+def _read_results(path, what):
     """The results ``compare --json`` wrote to ``path``, or why they cannot be read."""
     try:
         with open(path) as f:
             data = json.load(f)
     except OSError as exc:
-        return f"--against {path}: cannot read it ({exc.strerror or exc})"
+        return f"{what} {path}: cannot read it ({exc.strerror or exc})"
     except ValueError as exc:
-        return f"--against {path}: not JSON ({exc})"
+        return f"{what} {path}: not JSON ({exc})"
     if not (isinstance(data, dict) and isinstance(data.get("results"), list)
             and isinstance(data.get("runtime"), dict)):
-        return f"--against {path}: not the results of python -m kronjit compare --json"
+        return f"{what} {path}: not the results of python -m kronjit compare --json"
     return data
+
+
+def add_report_arguments(parser):
+    parser.add_argument("results", nargs="+", metavar="RESULTS.json",
+                        help="results of python -m kronjit compare --json, oldest first")
+    parser.add_argument("-o", "--output", default="report.html", metavar="FILE",
+                        help="the page to write (default report.html)")
+
+
+def report(args):
+    """``python -m kronjit report``: one self-contained HTML page over several runs."""
+    runs = []
+    for path in args.results:
+        data = _read_results(path, "report:")
+        if isinstance(data, str):
+            print(data, file=sys.stderr)
+            return 2
+        runs.append((os.path.splitext(os.path.basename(path))[0], data))
+    problem = plot_problem("page.svg") or _unwritable(args.output, "-o")
+    if problem:
+        print(problem.replace("--plot", "report"), file=sys.stderr)
+        return 2
+    with open(args.output, "w", encoding="utf-8") as f:
+        f.write(html_report(runs))
+    print(f"wrote {args.output}")
+    return 0
 
 
 def _unwritable(path, flag):

@@ -1,8 +1,12 @@
-"""The study's report: the table printed by ``compare`` and the optional plot."""
+"""The study's reports: the table ``compare`` prints, its optional plot, the changes
+against an earlier run, and ``report``'s HTML page over several runs."""
+import html
+import io
 import math
 import os
+import re
 
-__all__ = ["format_table", "changes", "format_changes", "plot", "plot_problem"]
+__all__ = ["format_table", "changes", "format_changes", "plot", "plot_problem", "html_report"]
 
 
 def _fmt_time(s):
@@ -143,3 +147,114 @@ def plot(results, path=None, title=""):
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return None
+
+
+# --- the HTML report over several runs ---------------------------------------------
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 70em; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
+th, td { border-bottom: 1px solid #ddd; padding: 0.25em 0.6em; text-align: right; }
+th:first-child, td:first-child, th:nth-child(2), td:nth-child(2) { text-align: left; }
+figure { margin: 0.5em 0; } figcaption { font-size: 0.85em; color: #555; max-width: 60em; }
+"""
+
+_CAPTION = ("Filled markers: kronjit's speedup over the reference in each run (the median "
+            "of side-by-side ratios, kronjit and the reference timed alternately). Open "
+            "markers: the speedup a call running at the case's limit would have in that "
+            "run (the reference's time over the time of a write pass over the output, one "
+            "memory pass, or a GEMM of the same flops, whichever the case names). Dashed "
+            "line: 1x, as fast as the reference. Log scale.")
+
+
+def _key(result):
+    return result["family"], result["case"], result["reference"]
+
+
+def _limit_speedup(result):
+    """The speedup a call at the case's limit would have, or None."""
+    return result["reference_s"] / result["fill_s"] if result.get("fill_s") else None
+
+
+def _svg(fig):
+    """``fig`` as an inline ``<svg>`` element (no XML prologue, no namespace URLs)."""
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None, "Format": None,
+                                             "Type": None})
+    svg = buf.getvalue()
+    svg = svg[svg.index("<svg"):]
+    return re.sub(r'\s+xmlns(:xlink)?="[^"]*"', "", svg, count=2)
+
+
+def _family_plot(family, keys, runs):
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+    fig = Figure(figsize=(9, 0.32 * len(keys) + 1.4))
+    ax = fig.subplots()
+    y = {key: i for i, key in enumerate(keys)}
+    for color, (label, results) in enumerate(runs):
+        rows = [r for r in results if r["family"] == family and _key(r) in y]
+        if not rows:
+            continue
+        ax.scatter([r["speedup"] for r in rows], [y[_key(r)] for r in rows], color=f"C{color}",
+                   zorder=3, label=f"{label}: kronjit")
+        limits = [(_limit_speedup(r), y[_key(r)]) for r in rows if _limit_speedup(r)]
+        if limits:
+            ax.scatter(*zip(*limits), facecolors="none", edgecolors=f"C{color}", zorder=3,
+                       label=f"{label}: at the limit")
+    ax.axvline(1.0, color="gray", linestyle="--", linewidth=1)
+    ax.set_yticks(range(len(keys)), [case for _, case, _ in keys], fontsize=8)
+    ax.set_ylim(len(keys) - 0.5, -0.5)
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("speedup over the reference")
+    ax.grid(True, axis="x", which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    fig.tight_layout()
+    return _svg(fig)
+
+
+def _cell(text, tag="td"):
+    return f"<{tag}>{html.escape(str(text))}</{tag}>"
+
+
+def html_report(runs):
+    """One self-contained HTML page (no scripts, styles or fonts fetched) over ``compare
+    --json`` results: ``runs`` is ``[(label, data)]``.  Which run is which (commit,
+    versions, threads), then per family a plot of every case's speedup in each run
+    against its limit (inline SVG, matplotlib) and a table of the figures."""
+    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+           "<title>kronjit comparison study</title>", f"<style>{_STYLE}</style></head><body>",
+           "<h1>kronjit comparison study</h1>", "<h2>Runs</h2><table><tr>"]
+    fields = ("run", "commit", "date", "kronjit", "numpy", "scipy", "numba", "threads",
+              "machine", "cases")
+    out.append("".join(_cell(f, "th") for f in fields) + "</tr>")
+    for label, data in runs:
+        rt = data.get("runtime", {})
+        values = (label, (data.get("commit") or "-")[:12], data.get("date", "-"),
+                  rt.get("kronjit"), rt.get("numpy"), rt.get("scipy"), rt.get("numba"),
+                  rt.get("num_threads"), data.get("machine", rt.get("platform", "-")),
+                  len(data["results"]))
+        out.append("<tr>" + "".join(_cell(v) for v in values) + "</tr>")
+    out.append("</table>")
+    every = [r for _, data in runs for r in data["results"]]
+    for family in dict.fromkeys(r["family"] for r in every):
+        keys = list(dict.fromkeys(_key(r) for r in every if r["family"] == family))
+        out.append(f"<h2>{html.escape(family)}</h2><figure>")
+        out.append(_family_plot(family, keys, [(label, d["results"]) for label, d in runs]))
+        out.append(f"<figcaption>{html.escape(_CAPTION)}</figcaption></figure>")
+        head = ["case", "reference"] + [f"{label}: speedup" for label, _ in runs] + \
+            ["at the limit (latest run)"]
+        out.append("<table><tr>" + "".join(_cell(h, "th") for h in head) + "</tr>")
+        found = [{_key(r): r for r in data["results"]} for _, data in runs]
+        for key in keys:
+            cells = [key[1], key[2]] + [f"{by[key]['speedup']:.2f}x" if key in by else "-"
+                                        for by in found]
+            last = next((by[key] for by in reversed(found) if key in by), None)
+            limit = _limit_speedup(last) if last else None
+            cells.append(f"{limit:.2f}x" if limit else "-")
+            out.append("<tr>" + "".join(_cell(c) for c in cells) + "</tr>")
+        out.append("</table>")
+    out.append("</body></html>")
+    return "\n".join(out)
