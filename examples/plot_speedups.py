@@ -5,7 +5,7 @@ Speedups against numpy and scipy
 A few cases of ``python -m kronjit compare``, timed here side by side
 (kronjit and its reference alternately, each batch after a short busy-wait,
 as ``compare --settle`` times them: isolated figures), drawn as ``compare
---plot`` draws them: speedup against output size, the 1x line, and for each case the
+--plot`` draws them: a row per case with its speedup, the 1x line, and the
 speedup a call running at the machine's limit would have.  The cases are the
 study's small ones, so that the figure builds in seconds; run ``python -m
 kronjit compare --plot speedups.png`` for the whole study.

@@ -209,6 +209,20 @@ def test_report_is_one_self_contained_page_of_every_case(tmp_path, capsys):
     assert "not the results of python -m kronjit compare" in capsys.readouterr().err
 
 
+def test_plot_gives_every_case_a_row_and_ticks_as_speedups(tmp_path):
+    matplotlib = pytest.importorskip("matplotlib")
+    results = [_result(f"case {i}", [1.5 * i + 0.5], family) for i, family in
+               enumerate(["dense", "dense", "sparse", "sparse", "sparse"], 1)]
+    results[0]["fill_s"] = 1e-4
+    with matplotlib.rc_context({"svg.fonttype": "none"}):  # text as text, to read it back
+        report.plot(results, str(tmp_path / "p.svg"), title="t")
+    svg = (tmp_path / "p.svg").read_text()
+    for r in results:
+        assert f">{r['case']}<" in svg
+    assert ">1x<" in svg and ">2x<" in svg and "10^" not in svg and "×" not in svg
+    assert "at the limit" in svg and "Dashed line: 1x" in svg
+
+
 def test_output_paths_are_probed_without_leaving_files(tmp_path):
     target = tmp_path / "r.json"
     assert cli._unwritable(str(target), "--json") is None

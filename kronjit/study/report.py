@@ -2,7 +2,6 @@
 against an earlier run, and ``report``'s HTML page over several runs."""
 import html
 import io
-import math
 import os
 import re
 
@@ -28,7 +27,16 @@ def format_table(results):
     lines = ["  ".join(cell.ljust(w) if i < 2 else cell.rjust(w)
                        for i, (cell, w) in enumerate(zip(row, widths))) for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return "\n".join(lines + ["", TABLE_FOOTER])
+
+#: What ``format_table``'s columns mean, printed under it.
+TABLE_FOOTER = """\
+speedup: reference time / kronjit time, the median over rounds timed side by side.
+fill: the case's limit, the time of a write pass over the output (constructors),
+  one memory pass, or a GEMM of the same flops (products and solves); of fill bw: that
+  time / kronjit's, 100% = at the limit ("-": the case states none).
+peak/result: the peak memory a kronjit call allocates / the size of its result.
+(a / b GFLOP/s): kronjit's and the reference's rates, for cases that count flops."""
 
 def _spread(result):
     samples = result.get("speedup_samples")
@@ -102,52 +110,36 @@ def plot_problem(path):
     return None
 
 def plot(results, path=None, title=""):
-    """Speedup over the reference against output size, one panel per family;
-    written to ``path``, or returned as a matplotlib figure when ``path`` is None.
+    """Each case's speedup over its reference, one panel per family, a row per case
+    (names never overprint); written to ``path``, or returned as a matplotlib figure
+    when ``path`` is None.
 
-    The dashed line is 1x; an open marker is the speedup a call running at
-    the case's limit would have (reference time / limit time: a write pass
-    for constructors, one memory pass or a same-flop GEMM for the
-    vec-trick), joined by a dotted line to kronjit's speedup.
+    A filled marker is kronjit's speedup; an open one the speedup a call running at
+    the case's limit would have (reference time / limit time: a write pass for
+    constructors, one memory pass or a same-flop GEMM for products and solves); the
+    dashed line is 1x.  The figure's caption says so.
     """
     import matplotlib
     if path is not None:
         matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     families = list(dict.fromkeys(r["family"] for r in results))
-    ncols = min(3, len(families))
-    nrows = math.ceil(len(families) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(6.4 * ncols, 5.2 * nrows), squeeze=False)
-    for ax in axes.flat[len(families):]:
-        ax.set_visible(False)
-    for ax, family in zip(axes.flat, families):
-        rows = [r for r in results if r["family"] == family]
-        size = [max(r["result_bytes"], 1) for r in rows]
-        ax.scatter(size, [r["speedup"] for r in rows], color="C0", zorder=3,
-                   label="kronjit speedup")
-        limited = [(s, r["speedup"], r["reference_s"] / r["fill_s"])
-                   for s, r in zip(size, rows) if r["fill_s"]]
-        if limited:
-            ax.scatter([s for s, _, _ in limited], [lim for _, _, lim in limited],
-                       facecolors="none", edgecolors="C1", zorder=3, label="at the limit")
-            for s, got, lim in limited:
-                ax.plot([s, s], [got, lim], color="C1", linestyle=":", linewidth=1)
-        for s, r in zip(size, rows):
-            ax.annotate(r["case"], (s, r["speedup"]), fontsize=7, xytext=(4, -3),
-                        textcoords="offset points")
-        ax.axhline(1.0, color="gray", linestyle="--", linewidth=1, label="1x (reference)")
-        ax.set(xscale="log", yscale="log", title=family, xlabel="output size (bytes)",
-               ylabel="speedup over reference (x)")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8, loc="best")
+    keys = {f: list(dict.fromkeys(_key(r) for r in results if r["family"] == f))
+            for f in families}
+    heights = [len(keys[f]) + 2.5 for f in families]
+    fig, axes = plt.subplots(len(families), 1, figsize=(10, 0.3 * sum(heights) + 1.2),
+                             gridspec_kw={"height_ratios": heights}, squeeze=False)
+    for ax, family in zip(axes[:, 0], families):
+        _speedup_panel(ax, keys[family], [("kronjit", results)], family)
+        ax.set_title(family, loc="left", fontsize=10)
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.text(0.01, 0.003, _CAPTION, fontsize=7, wrap=True, va="bottom")
+    fig.tight_layout(rect=(0, 0.8 / fig.get_figheight(), 1, 1))
     if path is None:
         return fig
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return None
-
 
 # --- the HTML report over several runs ---------------------------------------------
 
@@ -186,18 +178,16 @@ def _svg(fig):
     return re.sub(r'\s+xmlns(:xlink)?="[^"]*"', "", svg, count=2)
 
 
-def _family_plot(family, keys, runs):
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import FuncFormatter, NullFormatter
-    fig = Figure(figsize=(9, 0.32 * len(keys) + 1.4))
-    ax = fig.subplots()
+def _speedup_panel(ax, keys, runs, family):
+    """Rows ``keys`` (cases) of ``family``: each run's speedups and limits, into ``ax``."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
     y = {key: i for i, key in enumerate(keys)}
     for color, (label, results) in enumerate(runs):
         rows = [r for r in results if r["family"] == family and _key(r) in y]
         if not rows:
             continue
         ax.scatter([r["speedup"] for r in rows], [y[_key(r)] for r in rows], color=f"C{color}",
-                   zorder=3, label=f"{label}: kronjit")
+                   zorder=3, label=f"{label}: speedup")
         limits = [(_limit_speedup(r), y[_key(r)]) for r in rows if _limit_speedup(r)]
         if limits:
             ax.scatter(*zip(*limits), facecolors="none", edgecolors=f"C{color}", zorder=3,
@@ -206,11 +196,18 @@ def _family_plot(family, keys, runs):
     ax.set_yticks(range(len(keys)), [case for _, case, _ in keys], fontsize=8)
     ax.set_ylim(len(keys) - 0.5, -0.5)
     ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("speedup over the reference")
     ax.grid(True, axis="x", which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+
+
+def _family_plot(family, keys, runs):
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(9, 0.32 * len(keys) + 1.4))
+    _speedup_panel(fig.subplots(), keys, runs, family)
     fig.tight_layout()
     return _svg(fig)
 
