@@ -1,4 +1,5 @@
-"""Command line: ``python -m kronjit compare``, ``report``, ``info`` and ``precompile``."""
+"""Command line: ``python -m kronjit compare``, ``report``, ``gate``, ``info`` and
+``precompile``."""
 import argparse
 import os
 import sys
@@ -28,6 +29,9 @@ def main(argv=None):
     add_arguments(sub.add_parser("compare", help="time kronjit against its references"))
     add_report_arguments(sub.add_parser(
         "report", help="one self-contained HTML page (tables, plots) over compare --json runs"))
+    from .study import gate
+    gate.add_arguments(sub.add_parser(
+        "gate", help="did a change make kronjit slower? two git revisions, side by side"))
     args = parser.parse_args(argv)
     if args.command == "info":
         from ._info import info
@@ -46,6 +50,8 @@ def main(argv=None):
             print(f"{parser.prog} precompile: {exc}", file=sys.stderr)
             return 1
         return 0
+    if args.command == "gate":
+        return gate.run(args)
     if args.command == "report":
         from .study.cli import report
         return report(args)

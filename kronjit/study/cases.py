@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import limits, references
+from .references import random_sparse
 
 __all__ = ["Case", "CaseSkipped", "cases", "random_sparse", "busy_neighbour", "vectrick_label",
            "gp_problem", "gp_kronjit", "gp_kronjit_step", "rbf", "VECTRICK_SHAPES",
@@ -88,15 +89,6 @@ def _dense_case(shapes, dtype="float64", use_out=False, quick=False):
     ref = "np.kron" if len(shapes) == 2 else "chained np.kron"
     return Case("dense", name, ref, setup, quick,
                 {"shapes": [list(s) for s in shapes], "dtype": dtype, "out": use_out})
-
-def random_sparse(n, percent, seed, dtype="float64"):
-    """An n x n CSR array with ``percent`` % of its entries stored, at random (seeded)."""
-    import scipy.sparse as sp
-    rng = np.random.default_rng(seed)
-    nnz = round(n * n * percent / 100)
-    flat = rng.choice(n * n, size=nnz, replace=False)
-    return sp.csr_array((rng.standard_normal(nnz).astype(dtype), (flat // n, flat % n)),
-                        shape=(n, n))
 
 def _sparse_case(a_spec, b_spec, format="csr", op="kron", quick=False):
     """kronjit.sparse.kron/kronsum against scipy's on random float64 factors.

@@ -9,13 +9,23 @@ import math
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["chained_kron", "textbook_kronsum", "gather_blocks", "block_toeplitz_gather",
+__all__ = ["random_sparse", "chained_kron", "textbook_kronsum", "gather_blocks", "block_toeplitz_gather",
            "shuffle_matvec", "pykronecker_call", "pyfastkron_call", "VECTRICK_REFERENCES",
            "gp_dense", "gp_numpy", "cholesky_solve_logdet", "block_toeplitz_solve_dense",
            "block_toeplitz_gp_dense", "result_arrays", "same_sparse",
            "kron_op_outer", "kron_op_broadcast", "batch_kron_loop", "batch_kron_broadcast",
            "face_split_rows", "face_split_broadcast", "sparse_face_split_rows",
            "sparse_face_split_numpy", "mttkrp_naive", "mttkrp_tensorly"]
+
+
+def random_sparse(n, percent, seed, dtype="float64"):
+    """An n x n CSR array with ``percent`` % of its entries stored, at random (seeded):
+    the study's, the tests' and the gate's sparse inputs."""
+    rng = np.random.default_rng(seed)
+    nnz = round(n * n * percent / 100)
+    flat = rng.choice(n * n, size=nnz, replace=False)
+    return sp.csr_array((rng.standard_normal(nnz).astype(dtype), (flat // n, flat % n)),
+                        shape=(n, n))
 
 
 def dense(f):
