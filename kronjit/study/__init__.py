@@ -11,8 +11,10 @@ One module per concern:
   GEMM), timed beside it;
 * ``timing``: kronjit and its reference run alternately, as a program runs
   them (``--settle`` for isolated figures), and the memory each call peaks at;
-* ``report``: the table and the plot;
-* ``cli``: the command line.
+* ``report``: the table, the plot, the changes against an earlier run and the HTML
+  report over several;
+* ``cli``: the command line;
+* ``gate``: did a change make kronjit slower (``_gate_child`` measures one round).
 
 The Gaussian-process case (solve and log-determinant with ``K1 ⊗ K2 + σ²I``)
 has no limit column: its reference is the dense Cholesky route, which the

@@ -87,9 +87,12 @@ def verdicts(base, head, min_effect=MIN_EFFECT):
     return out
 
 
-def gate(base_rev, head_rev=None, rounds=6, inner=5, threads=2, echo=print):
+def gate(base_rev, head_rev=None, rounds=6, inner=5, threads=None, min_effect=MIN_EFFECT,
+         echo=print):
     """Measure ``base_rev`` and ``head_rev`` (None: the working tree) in ``rounds`` rounds
-    each (``inner`` side-by-side repeats per case and round); ``(verdicts, samples)``."""
+    each (``inner`` side-by-side repeats per case and round) on ``threads`` kernel
+    threads (default two, or one on a single core); ``(verdicts, samples)``."""
+    threads = threads or min(2, os.cpu_count() or 1)
     with tempfile.TemporaryDirectory(prefix="kronjit-gate-") as tmp:
         trees = {}
         for side, rev in (("base", base_rev), ("head", head_rev)):
@@ -107,7 +110,7 @@ def gate(base_rev, head_rev=None, rounds=6, inner=5, threads=2, echo=print):
             echo(f"round {i}/{2 * rounds}: {side}")
             for case, speedup in _round(trees[side], inner, threads, caches[side]).items():
                 samples[side].setdefault(case, []).append(speedup)
-    return verdicts(samples["base"], samples["head"]), samples
+    return verdicts(samples["base"], samples["head"], min_effect), samples
 
 
 def format_verdicts(results, samples):
@@ -143,11 +146,11 @@ def run(args):
         return 2
     try:
         results, samples = gate(args.base, args.head, rounds=args.rounds,
+                                min_effect=args.min_effect,
                                 echo=lambda msg: print(msg, file=sys.stderr, flush=True))
     except ValueError as exc:
         print(f"gate: {exc}", file=sys.stderr)
         return 2
-    results = verdicts(samples["base"], samples["head"], args.min_effect)
     print(f"kronjit-over-reference speedups, {args.head or 'working tree'} against "
           f"{args.base}: medians of {args.rounds} rounds each (ABBA order); effect = head / "
           f"base; a case is slower only when its band is below 1x and the effect below "
