@@ -14,7 +14,7 @@ PINNED = ("numba", "numpy", "scipy")
 
 def check_requested_versions(env_name=None):
     """RuntimeError if asv's environment (``ASV_ENV_NAME``, which lists the versions the
-    matrix asked for, ``numpy1.26.4``) holds another version of a ``PINNED`` package."""
+    matrix asked for, ``numpy2.2.6``) holds another version of a ``PINNED`` package."""
     name = os.environ.get("ASV_ENV_NAME", "") if env_name is None else env_name
     for token in name.split("-"):
         for package in PINNED:

@@ -81,3 +81,17 @@ def test_every_module_is_collected():
     names = {p.stem for p in BENCH_DIR.glob("bench_*.py")}
     collected = {c.values[0].__module__.split(".")[-1] for c in benchmark_cases()}
     assert names == collected
+
+
+def test_an_environment_holding_other_versions_than_asv_asked_for_is_refused():
+    from importlib.metadata import version
+
+    import benchmarks
+    numpy, scipy = version("numpy"), version("scipy")
+    benchmarks.check_requested_versions(f"virtualenv-py3.11-dask-numpy{numpy}-scipy{scipy}")
+    benchmarks.check_requested_versions("virtualenv-py3.11-numba-numpy-scipy")  # newest: any
+    benchmarks.check_requested_versions(f"virtualenv-py3.11-numpy{numpy.rsplit('.', 1)[0]}")
+    with pytest.raises(RuntimeError, match=f"asked for numpy 1.0.1 but has {numpy}"):
+        benchmarks.check_requested_versions("virtualenv-py3.11-numpy1.0.1-scipy" + scipy)
+    with pytest.raises(RuntimeError, match="asked for scipy 0.1"):
+        benchmarks.check_requested_versions("virtualenv-py3.11-scipy0.1")

@@ -331,7 +331,9 @@ def test_complex_rounding_follows_numpy_dispatch():
         import numpy as np, kronjit
         from kronjit import _arith
         z = np.array([1 + 2**-30 + 1j, 3.3 + 0.7j, -1e-3 + 7j])
-        assert _arith.complex_mul_mode(np.complex128) == _arith.PLAIN, _arith._MODES
+        if np.lib.NumpyVersion(np.__version__) >= "2.4.0":
+            # numpy 2.4's baseline loops do not fuse (earlier ones do): the plain path
+            assert _arith.complex_mul_mode(np.complex128) == _arith.PLAIN, _arith._MODES
         for x in (z, z.astype(np.complex64)):
             assert kronjit.kron(x, x).tobytes() == np.kron(x, x).tobytes()
         print("OK")
