@@ -21,6 +21,8 @@ import tempfile
 
 import numpy as np
 
+from .report import text_table
+
 __all__ = ["gate", "export_tree", "verdicts", "format_verdicts", "add_arguments", "run",
            "MIN_EFFECT", "CONFIDENCE"]
 
@@ -122,11 +124,7 @@ def format_verdicts(results, samples):
                      "-" if effect is None else f"{np.median(h):.2f}x",
                      "-" if effect is None else f"{effect:.2f}x",
                      "-" if band is None else f"{band[0]:.2f}-{band[1]:.2f}x", verdict))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) if i in (0, 5) else c.rjust(w)
-                       for i, (c, w) in enumerate(zip(r, widths))).rstrip() for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return "\n".join(text_table(rows, left=(0, 5)))
 
 
 def add_arguments(parser):

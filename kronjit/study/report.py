@@ -5,7 +5,8 @@ import io
 import os
 import re
 
-__all__ = ["format_table", "changes", "format_changes", "plot", "plot_problem", "html_report"]
+__all__ = ["format_table", "text_table", "changes", "format_changes", "plot", "plot_problem",
+           "html_report"]
 
 
 def _fmt_time(s):
@@ -23,11 +24,17 @@ def format_table(results):
                         "-" if r["fill_s"] is None else _fmt_time(r["fill_s"]),
                         "-" if r["fill_s"] is None else f"{100 * r['fill_fraction']:.0f}%",
                         f"{r['peak_memory_over_result']:.2f}") for r in results]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) if i < 2 else cell.rjust(w)
-                       for i, (cell, w) in enumerate(zip(row, widths))) for row in rows]
+    return "\n".join(text_table(rows) + ["", TABLE_FOOTER])
+
+def text_table(rows, left=(0, 1)):
+    """``rows`` of strings (the first the header) as aligned lines, a rule under the
+    header: the columns in ``left`` flush left, the others flush right."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) if i in left else cell.rjust(w)
+                       for i, (cell, w) in enumerate(zip(row, widths))).rstrip()
+             for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines + ["", TABLE_FOOTER])
+    return lines
 
 #: What ``format_table``'s columns mean, printed under it.
 TABLE_FOOTER = """\
@@ -78,11 +85,7 @@ def format_changes(rows, unmatched=0):
                          f"{r['after']:.2f}x", f"{r['change']:.2f}x",
                          "-" if r["band"] is None else f"{r['band'][0]:.2f}-{r['band'][1]:.2f}x",
                          r["verdict"]) for r in rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) if i in (0, 1, 6) else cell.rjust(w)
-                       for i, (cell, w) in enumerate(zip(row, widths))).rstrip()
-             for row in table]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines = text_table(table, left=(0, 1, 6))
     counts = {v: sum(r["verdict"] == v for r in rows)
               for v in ("slower", "faster", "within noise", "no samples")}
     lines.append(", ".join(f"{n} {v}" for v, n in counts.items() if n)
