@@ -7,6 +7,7 @@ the limit (see ``limits``), or None where no limit applies.
 """
 import contextlib
 import functools
+import importlib
 import math
 import subprocess
 import sys
@@ -48,6 +49,18 @@ class Case:
 
 class CaseSkipped(Exception):
     """A case that cannot run here (an optional reference is not installed)."""
+
+#: The extra of pyproject.toml that installs each optional reference.
+_EXTRAS = {"pyfastkron": "peers", "pykronecker": "bench", "tensorly": "bench"}
+
+def _optional(name, call, *args):
+    """``call(*args)``, which needs the optional reference ``name``; CaseSkipped saying
+    how to install it where it is not installed."""
+    try:
+        return call(*args)
+    except ImportError:
+        raise CaseSkipped(f"{name} is not installed (python -m pip install "
+                          f"'.[{_EXTRAS.get(name, 'bench')}]')") from None
 
 @contextlib.contextmanager
 def busy_neighbour(seconds=600):
@@ -186,11 +199,7 @@ def _vectrick_case(shapes, k=1, reference="numpy tensordot", quick=False):
         n = math.prod(s[1] for s in shapes)
         x = rng.standard_normal((n, k) if k > 1 else n)
         try:
-            ref_call = references.VECTRICK_REFERENCES[reference](factors, x)
-        except ImportError:
-            extra = "peers" if reference == "pyfastkron" else "bench"
-            raise CaseSkipped(f"{reference} is not installed (python -m pip install "
-                              f"'.[{extra}]')") from None
+            ref_call = _optional(reference, references.VECTRICK_REFERENCES[reference], factors, x)
         except AssertionError:
             raise CaseSkipped(f"{reference} does not take these factors") from None
         expected = references.shuffle_matvec(factors, x)
@@ -250,11 +259,7 @@ def _matmat_case(shapes, k, quick=False):
         rng = np.random.default_rng(7)
         factors = [rng.standard_normal((n, n)) for n in shapes]
         x = rng.standard_normal((math.prod(shapes), k))
-        try:
-            ref_call = references.pykronecker_call(factors, x)
-        except ImportError:
-            raise CaseSkipped("pykronecker is not installed (python -m pip install '.[bench]')") \
-                from None
+        ref_call = _optional("pykronecker", references.pykronecker_call, factors, x)
         op = KronProduct(factors)
         expected = references.shuffle_matvec(factors, x)
         for got in (op @ x, ref_call()):
@@ -336,11 +341,7 @@ def _program_case(name, reference, make, quick=False, busy=False):
     return Case("programs", name, reference, setup, quick, busy_neighbour=busy)
 
 def _pykronecker_operator(factors):
-    try:
-        import pykronecker
-    except ImportError:
-        raise CaseSkipped("pykronecker is not installed (python -m pip install '.[bench]')") \
-            from None
+    pykronecker = _optional("pykronecker", importlib.import_module, "pykronecker")
     return pykronecker.KroneckerProduct(factors)
 
 def _program_cases():
@@ -530,10 +531,7 @@ def _family_case(kind, use_out=False, quick=False):
     def setup():
         _, reference, candidate = family_calls()[kind]
         inputs = family_inputs(kind)
-        try:
-            expected = reference(*inputs)
-        except ImportError:
-            raise CaseSkipped(f"{reference_name} is not installed") from None
+        expected = _optional(reference_name, reference, *inputs)
         got = candidate(*inputs)
         if kind.startswith("mttkrp"):
             as_list = lambda r: r if isinstance(r, list) else [r]  # noqa: E731
@@ -627,11 +625,7 @@ def _fastkron_case(kind, quick=False):
     def setup():
         _, reference, candidate = fastkron_calls()[kind]
         inputs = fastkron_problem_inputs(kind)
-        try:
-            want = reference(*inputs)
-        except ImportError:
-            raise CaseSkipped("pyfastkron is not installed (python -m pip install '.[peers]')") \
-                from None
+        want = _optional("pyfastkron", reference, *inputs)
         got = candidate(*inputs)
         # float rounding scaled to the sums' length and size
         bound = 4 * np.finfo(dtype).eps * n * p * np.abs(want).max()
