@@ -7,7 +7,8 @@ import sys
 import time
 
 from . import cases as study_cases
-from .report import changes, format_changes, format_table, html_report, plot, plot_problem
+from .report import (changes, format_changes, format_table, html_report, matplotlib_problem,
+                     plot, plot_problem)
 from .timing import SETTLE_S, run_case
 
 __all__ = ["add_arguments", "run", "add_report_arguments", "report", "source_commit"]
@@ -187,9 +188,9 @@ def report(args):
             print(data, file=sys.stderr)
             return 2
         runs.append((os.path.splitext(os.path.basename(path))[0], data))
-    problem = plot_problem("page.svg") or _unwritable(args.output, "-o")
+    problem = matplotlib_problem("report") or _unwritable(args.output, "-o")
     if problem:
-        print(problem.replace("--plot", "report"), file=sys.stderr)
+        print(problem, file=sys.stderr)
         return 2
     with open(args.output, "w", encoding="utf-8") as f:
         f.write(html_report(runs))

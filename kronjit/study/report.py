@@ -6,7 +6,7 @@ import os
 import re
 
 __all__ = ["format_table", "text_table", "changes", "format_changes", "plot", "plot_problem",
-           "html_report"]
+           "matplotlib_problem", "html_report"]
 
 
 def _fmt_time(s):
@@ -99,12 +99,20 @@ def _rates(result):
         return ""
     return f" ({result['kronjit_gflops']:.0f} / {result['reference_gflops']:.0f} GFLOP/s)"
 
+def matplotlib_problem(what="--plot"):
+    """Why ``what`` cannot draw (matplotlib is not installed), or None."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return f"{what} needs matplotlib (python -m pip install matplotlib)"
+    return None
+
 def plot_problem(path):
     """Why ``--plot path`` cannot be drawn (no matplotlib, a format it cannot write), or None."""
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        return "--plot needs matplotlib (python -m pip install matplotlib)"
+    missing = matplotlib_problem()
+    if missing:
+        return missing
+    from matplotlib.figure import Figure
     formats = Figure().canvas.get_supported_filetypes()
     ext = os.path.splitext(path)[1].lstrip(".").lower()
     if ext not in formats:
