@@ -513,6 +513,23 @@ def test_layouts_are_shared_values_are_not(shapes):
     assert vplan.cache_info().hits >= 1
 
 
+@pytest.mark.parametrize("dtype", DTYPES + ["int64"])
+@pytest.mark.parametrize("shapes", [[(4, 4)] * 3, [(3, 5), (6, 2), (7, 4)], [(16, 16)] * 2])
+def test_single_lane_tile_rounds_like_the_lanes(dtype, shapes):
+    """A whole tensor in one tile (k = 1) leaves one lane on its last axis, which is
+    applied row by row (F's rows vectorised); the sums are the ones the lane loops
+    make: the same product with two columns gives each column bit for bit."""
+    rng = np.random.default_rng(41)
+    factors = [rand(rng, s, dtype) for s in shapes]
+    x = rand(rng, (math.prod(n for _, n in shapes),), dtype)
+    (step,) = PreparedProduct(factors).plan(np.dtype(dtype), 1).steps
+    assert (step.pre, step.post) == (1, 1)
+    got = kronjit.kron_matvec(factors, x)
+    assert_matvec_close(got, factors, x)
+    both = kronjit.kron_matvec(factors, np.stack([x, 2 * x], axis=1))
+    assert np.array_equal(got, both[:, 0]) and np.array_equal(2 * got, both[:, 1])
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("m,p,n", [(16, 4, 3), (8, 8, 2), (3, 2, 5)])
 def test_fastkron_layout(dtype, m, p, n):

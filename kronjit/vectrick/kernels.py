@@ -24,7 +24,7 @@ _U = np.uint64  # unsigned offsets: no negative-index wraparound, so loops vecto
 
 
 @njit(inline="always")
-def _apply_factor(src, sbase, srs, dst, dbase, drs, cur, g, w, fdata, off, m, n):
+def _apply_factor(src, sbase, srs, dst, dbase, drs, cur, g, w, fdata, off, m, n, ft):
     """Apply one factor along tile axis ``g``.
 
     The tile's axes have sizes ``cur``, and each of its rows
@@ -32,6 +32,7 @@ def _apply_factor(src, sbase, srs, dst, dbase, drs, cur, g, w, fdata, off, m, n)
     srs + lane`` (``dst`` likewise).  Output row ``(a, i, t)`` is
     ``sum_j F[i, j] * input row (a, j, t)``.  Output rows go four at a time
     (each input lane loaded once feeds four sums) while there are four left.
+    A single lane on the tile's last axis goes to _one_lane (``ft`` its scratch).
     """
     left = 1
     for s in range(g):
@@ -45,6 +46,9 @@ def _apply_factor(src, sbase, srs, dst, dbase, drs, cur, g, w, fdata, off, m, n)
         srs = w
         drs = w
         rows = 1
+        if w == 1:
+            _one_lane(src, sbase, dst, dbase, left, fdata, off, m, n, ft)
+            return
     m4 = m - m % 4 if n >= 4 else 0
     # (uint64 throughout: Numba turns int64 * uint64 into float64)
     step = _U(rows * srs)
@@ -58,6 +62,28 @@ def _apply_factor(src, sbase, srs, dst, dbase, drs, cur, g, w, fdata, off, m, n)
             for i in range(m4, m):
                 d = _U(dbase + ((a * m + i) * rows + t) * drs)
                 _one_row(src, s0, step, dst, d, fdata, off + i * n, n, w)
+
+
+@njit(inline="always")
+def _one_lane(src, sbase, dst, dbase, left, fdata, off, m, n, ft):
+    """_apply_factor on the tile's last axis when it holds one lane: output row ``a``
+    is ``F @ input row a``, vectorised over F's rows ``i`` through ``ft``, F
+    transposed, in the same rounding as _one_row (``F[i, 0] * x0``, then one
+    fused multiply-add per ``j`` in order)."""
+    for j in range(n):
+        for i in range(m):
+            ft[j * m + i] = fdata[off + i * n + j]
+    for a in range(left):
+        s = _U(sbase + a * n)
+        d = _U(dbase + a * m)
+        x0 = src[s]
+        for i in range(m):
+            dst[d + _U(i)] = ft[i] * x0
+        for j in range(1, n):
+            xj = src[s + _U(j)]
+            fo = _U(j * m)
+            for i in range(m):
+                dst[d + _U(i)] = muladd(ft[fo + _U(i)], xj, dst[d + _U(i)])
 
 
 @njit(inline="always")
@@ -260,6 +286,10 @@ def small_group(x, y, pre, post, by_post, lane, fdata, foff, fm, fn, order, tile
     if t0 >= t1:
         return
     bufs = np.empty((2, tile_elems), x.dtype)
+    most = 0
+    for g in range(ng):
+        most = max(most, fm[g] * fn[g])
+    ft = np.empty(most, x.dtype)
     cur = np.empty(ng, np.int64)
     p = 0
     q0 = 0
@@ -300,7 +330,7 @@ def small_group(x, y, pre, post, by_post, lane, fdata, foff, fm, fn, order, tile
                 dbase = 0
                 drs = w
             _apply_factor(src, sbase, srs, dst, dbase, drs, cur, g, w,
-                          fdata, foff[g], fm[g], fn[g])
+                          fdata, foff[g], fm[g], fn[g], ft)
             cur[g] = fm[g]
             src = dst
             sbase = dbase
