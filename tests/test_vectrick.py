@@ -530,6 +530,71 @@ def test_single_lane_tile_rounds_like_the_lanes(dtype, shapes):
     assert np.array_equal(got, both[:, 0]) and np.array_equal(2 * got, both[:, 1])
 
 
+@pytest.fixture
+def call_cache():
+    """The call cache emptied before and after a test; returns its counters' reader."""
+    vplan.clear_cache()
+    yield vplan.cache_info
+    vplan.clear_cache()
+
+
+def test_call_cache_hits_and_misses(call_cache):
+    """Calls on operands of one signature reuse one call layout, each bound to its own
+    values; a change of x's dtype, column count or layout, of the transpose or of an
+    identity factor is a new entry."""
+    rng = np.random.default_rng(42)
+    shapes = [(3, 4), (2, 2), (2, 6)]
+    x = rng.standard_normal(4 * 2 * 6)
+    for _ in range(3):
+        factors = [rng.standard_normal(s) for s in shapes]
+        assert_matvec_close(kronjit.kron_matvec(factors, x), factors, x)
+    assert (call_cache().misses, call_cache().hits) == (1, 2)
+    identity = [factors[0], np.eye(2), factors[2]]
+    news = [(factors, x.astype(np.float32), "N"), (factors, np.stack([x, x], 1), "N"),
+            (factors, np.stack([x, x], 1)[:, 0], "N"),  # not contiguous
+            (factors, rng.standard_normal(3 * 2 * 2), "T"), (identity, x, "N")]
+    for fs, v, trans in news:
+        assert_matvec_close(kronjit.kron_matvec(fs, v, trans=trans), fs, v, trans=trans)
+    assert (call_cache().misses, call_cache().hits) == (1 + len(news), 2)
+    negated = [factors[0], -np.eye(2), factors[2]]  # dense, like the first calls'
+    assert_matvec_close(kronjit.kron_matvec(negated, x), negated, x)
+    assert (call_cache().misses, call_cache().hits) == (1 + len(news), 3)
+
+
+def test_call_cache_evicts_least_recently_used(call_cache):
+    """The cache holds CALL_CACHE_SIZE signatures; the least recently used goes first."""
+    rng = np.random.default_rng(43)
+    size = vplan.CALL_CACHE_SIZE
+    problems = [([rng.standard_normal((2, n))], rng.standard_normal(n))
+                for n in range(1, size + 2)]
+    for factors, x in problems:
+        assert_matvec_close(kronjit.kron_matvec(factors, x), factors, x)
+    info = call_cache()
+    assert (info.currsize, info.misses, info.hits) == (size, size + 1, 0)
+    kronjit.kron_matvec(*problems[-1])  # still there
+    kronjit.kron_matvec(*problems[0])  # evicted by the last one
+    assert (call_cache().hits, call_cache().misses) == (1, size + 2)
+
+
+def test_call_cache_from_many_threads(call_cache):
+    """Threads calling with a mix of signatures, the cache filling and evicting under
+    them, get exactly the results a single thread gets."""
+    from concurrent.futures import ThreadPoolExecutor
+    rng = np.random.default_rng(44)
+    problems = []
+    for i in range(12):
+        shapes = [(2 + i % 3, 3), (4, 1 + i % 4), (3, 3)]
+        factors = [rand(rng, s, DTYPES[i % 4]) for s in shapes]
+        problems.append((factors, rand(rng, (math.prod(n for _, n in shapes),), "float64")))
+    want = [kronjit.kron_matvec(f, x) for f, x in problems]
+    vplan.clear_cache()
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda i: (i % 12, kronjit.kron_matvec(*problems[i % 12])),
+                            range(480)))
+    assert all(np.array_equal(g, want[i]) for i, g in got)
+    assert call_cache().currsize <= 12 and call_cache().hits + call_cache().misses == 480
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("m,p,n", [(16, 4, 3), (8, 8, 2), (3, 2, 5)])
 def test_fastkron_layout(dtype, m, p, n):

@@ -430,7 +430,7 @@ TOEPLITZ_MATVEC = {"256x256 of 4x4": (256, 4), "2048x2048 of 4x4": (2048, 4)}
 TOEPLITZ_MATVEC_QUICK = ["256x256 of 4x4"]
 
 #: Small vec-trick problems: ``compare --quick`` and the pytest-benchmark file.
-VECTRICK_QUICK = [([(8, 8)] * 4, 1), ([(40, 40), (3, 5)], 4)]
+VECTRICK_QUICK = [([(8, 8)] * 4, 1), ([(40, 40), (3, 5)], 4), ([(4, 4)] * 3, 1)]
 
 def _family_calls():
     """The Kronecker family's problems (``family_inputs`` builds their inputs): reference

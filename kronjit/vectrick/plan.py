@@ -172,8 +172,9 @@ class SmallGroup(NamedTuple):
     tile_elems: int
 
     def bound(self, factors, work):
-        return self._replace(fdata=np.concatenate([np.asarray(f.data, dtype=work).reshape(-1)
-                                                   for f in factors]))
+        fdata = np.concatenate([f.data.ravel() for f in factors], dtype=work, casting="unsafe")
+        return SmallGroup(self.pre, self.post, self.by_post, self.lane, fdata, self.foff,
+                          self.fm, self.fn, self.order, self.tile_elems)
 
     def run(self, x, y):
         small_group(x, y, self.pre, self.post, self.by_post, self.lane, self.fdata, self.foff,
@@ -313,24 +314,72 @@ def make_plan(factors, dtype, k):
     """The plan for ``factors`` (a sequence of ``Factor``), result ``dtype``, ``k`` columns.
 
     The steps depend only on the factors' kinds and shapes: they are made once
-    per such signature (``_layout``, cached) and bound to these factors' values.
+    per such signature (``layout``, cached) and bound to these factors' values.
     """
-    which, unbound = _layout(tuple((f.kind, f.m, f.n) for f in factors), dtype, k,
-                             max_threads())
+    which, unbound = layout(tuple((f.kind, f.m, f.n) for f in factors), dtype, k)
+    return bind_plan(unbound, which, factors)
+
+
+def layout(signature, dtype, k):
+    """``(which, plan)`` for factors of ``signature`` (``(kind, m, n)`` each), cached: the
+    plan's steps without the factors' values, and for each step the positions of the
+    factors it applies (see ``bind_plan``)."""
+    return _layout(signature, dtype, k, max_threads())
+
+
+def bind_plan(unbound, which, factors):
+    """``unbound`` (from ``layout``) with each step bound to its factors' values."""
     work = unbound.work
     steps = tuple([step.bound([factors[i] for i in positions], work)
                    for step, positions in zip(unbound.steps, which)])
     return Plan(work, steps, *unbound[2:])
 
 
+class Call(NamedTuple):
+    """What a product does with operands of one signature: ``x``'s length ``cols``, the
+    result's shape and dtype, the plan (unbound from ``call_layout``, bound to factor
+    values in a product's own), whether ``x`` is cast or made contiguous first, and
+    the bytes the call allocates (result included)."""
+    cols: int
+    out_shape: tuple
+    dtype: np.dtype
+    which: tuple
+    plan: Plan
+    x_copy: bool
+    nbytes: int
+
+
+#: Operand signatures whose ``Call`` is kept between products (least recently used
+#: first out): the decisions a one-shot ``kron_matvec`` would otherwise make again.
+CALL_CACHE_SIZE = 256
+
+
+@functools.lru_cache(maxsize=CALL_CACHE_SIZE)
+def call_layout(signature, factor_dtype, x_dtype, tail, contiguous, threads):
+    """The ``Call`` for factors of ``signature`` (``(kind, m, n)`` each, as applied: after
+    any transpose) and promoted dtype ``factor_dtype``, on an ``x`` of ``x_dtype``,
+    trailing shape ``tail`` and C contiguity ``contiguous``; ``threads`` is
+    ``max_threads()``, a key only.  Cached: nothing here depends on values."""
+    dtype = np.result_type(factor_dtype, x_dtype)
+    which, plan = layout(signature, dtype, tail[0] if tail else 1)
+    x_copy = x_dtype != plan.work or not contiguous
+    cols = math.prod(n for _, _, n in signature)
+    out_shape = (math.prod(m for _, m, _ in signature),) + tail
+    k = math.prod(tail)
+    nbytes = (math.prod(out_shape) * dtype.itemsize
+              + (sum(plan.slot_sizes) + (cols * k if x_copy else 0)) * plan.work.itemsize)
+    return Call(cols, out_shape, dtype, which, plan, x_copy, nbytes)
+
+
 def clear_cache():
-    """Forget the cached layouts (after a tuning constant changed)."""
+    """Forget the cached layouts and calls (after a tuning constant changed)."""
     _layout.cache_clear()
+    call_layout.cache_clear()
 
 
 def cache_info():
-    """Hits, misses and size of the layout cache (``functools.lru_cache``'s)."""
-    return _layout.cache_info()
+    """Hits, misses and size of the call cache (``functools.lru_cache``'s)."""
+    return call_layout.cache_info()
 
 
 @functools.lru_cache(maxsize=1024)

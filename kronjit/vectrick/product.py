@@ -7,17 +7,17 @@ so an iterative solver's repeated products pay only for the kernels.  This is
 the vec-trick's interface to the rest of the package, with the factor checks
 the operators and the Dask module share.
 """
+import functools
 import math
 import threading
-from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
 
 from .._memory import MEMORY_CHECK_MIN_BYTES, ensure_arrays_allocatable
-from .._runtime import kernel_input
+from .._runtime import kernel_input, max_threads
 from .._validation import as_ndarray, check_out, check_sparse
-from .plan import Factor, Plan, make_plan
+from .plan import Factor, bind_plan, call_layout, make_plan
 
 __all__ = ["PreparedProduct", "check_factor", "check_factor_list", "check_trans",
            "check_vectors", "dense_factor", "transposed"]
@@ -133,6 +133,10 @@ def _transposed_factor(f, trans):
     return Factor(f.kind, f.n, f.m, data)
 
 
+#: numpy's promotion of dtypes, remembered (a one-shot product's own cost is a few us)
+_promoted = functools.lru_cache(maxsize=256)(np.result_type)
+
+
 # --- work buffers --------------------------------------------------------------------
 
 _workspace = threading.local()
@@ -154,17 +158,6 @@ def _work_buffer(slot, size, dtype):
 
 # --- the prepared product --------------------------------------------------------------
 
-class _Call(NamedTuple):
-    """What a product needs for operands of one dtype, trailing shape and layout and one
-    transpose: decided on the first such product, kept for the next."""
-    cols: int  # x's length
-    out_shape: tuple
-    dtype: np.dtype  # the result's
-    plan: Plan
-    x_copy: bool  # x must be cast or made contiguous first
-    nbytes: int  # what the call allocates (result included)
-
-
 class PreparedProduct:
     """``kron(*factors)`` ready to multiply vectors, its plans kept.
 
@@ -180,7 +173,7 @@ class PreparedProduct:
     dtype : numpy.dtype
         numpy's promotion of the factors' dtypes.
     """
-    __slots__ = ("factors", "dtype", "_arrays", "_oriented", "_plans", "_calls")
+    __slots__ = ("factors", "dtype", "_arrays", "_signature", "_oriented", "_plans", "_calls")
     #: Plans kept per product (each a dtype, column count and transpose), and
     #: operand signatures (dtype, trailing shape, layout, transpose).
     MAX_PLANS = 8
@@ -188,7 +181,8 @@ class PreparedProduct:
     def __init__(self, factors):
         self._arrays = tuple(factors)  # for out='s overlap check: dense and sparse buffers
         self.factors = tuple(_classified(f) for f in factors)
-        self.dtype = np.result_type(*[f.dtype for f in factors])
+        self._signature = tuple((f.kind, f.m, f.n) for f in self.factors)
+        self.dtype = _promoted(*[f.dtype for f in factors])
         self._oriented = {}
         self._plans = {}
         self._calls = {}
@@ -214,16 +208,14 @@ class PreparedProduct:
         return plan
 
     def _call(self, x, trans, contiguous):
-        fs = self._factors(trans)
-        k = x.shape[1] if x.ndim == 2 else 1
-        dtype = np.result_type(self.dtype, x.dtype)
-        out_shape = (math.prod(f.m for f in fs),) + x.shape[1:]
-        plan = self.plan(dtype, k, trans)
-        x_copy = x.dtype != plan.work or not contiguous
-        cols = math.prod(f.n for f in fs)
-        nbytes = (math.prod(out_shape) * dtype.itemsize
-                  + (sum(plan.slot_sizes) + (cols * k if x_copy else 0)) * plan.work.itemsize)
-        return _Call(cols, out_shape, dtype, plan, x_copy, nbytes)
+        """``(call, plan)``: the cached decisions for operands like these (``call_layout``)
+        and its plan bound to this product's factors."""
+        signature = self._signature
+        if trans != "N":
+            signature = tuple((kind, n, m) for kind, m, n in signature)
+        call = call_layout(signature, self.dtype, x.dtype, x.shape[1:], contiguous,
+                           max_threads())
+        return call, bind_plan(call.plan, call.which, self._factors(trans))
 
     def _check_memory(self, call, x, out):
         """MemoryError naming each array a call of this size would allocate."""
@@ -243,11 +235,12 @@ class PreparedProduct:
         x = check_vectors(x, "x")
         contiguous = x.flags.c_contiguous
         key = (x.dtype, x.shape[1:], contiguous, trans)
-        call = self._calls.get(key)
-        if call is None:
+        bound = self._calls.get(key)
+        if bound is None:
             if len(self._calls) >= self.MAX_PLANS:
                 self._calls.clear()
-            call = self._calls[key] = self._call(x, trans, contiguous)
+            bound = self._calls[key] = self._call(x, trans, contiguous)
+        call, plan = bound
         if x.shape[0] != call.cols:
             raise ValueError(
                 f"x has {x.shape[0]} rows, but the factors' column counts "
@@ -261,7 +254,6 @@ class PreparedProduct:
         result = np.empty(call.out_shape, call.dtype) if out is None else out
         if result.size == 0:
             return result
-        plan = call.plan
         if call.cols == 0 or not plan.steps:
             if call.cols == 0:
                 result.fill(0)
