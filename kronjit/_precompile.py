@@ -46,6 +46,7 @@ def _dense(dtype):
     for scale in (1, 8):
         big_a, big_b = _values((4 * scale, 4 * scale), dtype), _values((2 * scale, 2 * scale), dtype)
         dense.kron(big_a, big_b)
+        dense.kron(big_a, big_b[:, :4])  # runs of at most 4: the kernel's other twin
         dense.kron(big_a[:8, :8], big_b[:8, :8], big_a[:8, :8])
         dense.kron(big_a[0], big_b[0])
         dense.batch_kron(_values((8 * scale, 4, 4), dtype), _values((8 * scale, 4, 4), dtype))

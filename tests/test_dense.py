@@ -155,6 +155,27 @@ def test_large_output_runs_parallel_kernel_and_agrees():
         assert_identical(kronjit.kron(a, b, c), np_kron_chain(a, b, c))
 
 
+@pytest.mark.parametrize("run", [1, 2, 3, 4, 5, 9])
+@pytest.mark.parametrize("dtype", ["f8", "c16", "i1"])
+def test_short_runs_go_to_their_own_twin(monkeypatch, dtype, run):
+    """Runs (the last factor's rows) of up to SHORT_RUN_MAX elements go to the kernel's
+    twin with a constant length for each, longer ones to the other twin, which is
+    compiled only when used; either way numpy's bits, batched products too."""
+    from kronjit import dense
+    used = []
+    for twin, name in zip(dense._KRON_FILL, ("short", "long")):
+        def spy(*args, original=twin.compiled, name=name):
+            used.append(name)
+            return original(*args)
+        monkeypatch.setattr(twin, "compiled", spy)
+    a, b = sample((5, 3), dtype, 1), sample((2, run), dtype, 2)
+    with np.errstate(all="ignore"):
+        assert_identical(kronjit.kron(a, b), np.kron(a, b))
+        stack = sample((3, 2, run), dtype, 3)
+        assert_identical(kronjit.batch_kron(a, stack), np.stack([np.kron(a, s) for s in stack]))
+    assert used == ["short" if run <= dense.SHORT_RUN_MAX else "long"] * 2
+
+
 # --- delegated inputs ------------------------------------------------------------
 
 @pytest.mark.parametrize("make", [

@@ -293,8 +293,9 @@ def test_kernel_suites_pass_with_bounds_checking(bounds_checked_run):
 def test_read_only_inputs_run_the_version_compiled_for_writable_ones():
     """Kernels only read their inputs, so a read-only input (a different Numba type)
     is handed to them as a writable alias: same memory, no second compilation."""
-    from kronjit.dense import _kron_fill
+    from kronjit.dense import _KRON_FILL
     from kronjit.vectrick.kernels import small_group
+    _kron_fill = _KRON_FILL.short  # the twin for kron(a, a)'s runs of 4
     a = np.arange(12.0).reshape(3, 4)
     factors, x = [a[:2, :2], a[1:, 1:]], np.arange(6.0)
     kronjit.kron(a, a), kronjit.kron_matvec(factors, x)
@@ -374,7 +375,8 @@ def _spy_on_single_calls(kernel):
 @pytest.mark.skipif(_runtime.max_threads() < 2, reason="needs 2+ threads")
 def test_thread_count_applies_to_calls_from_other_threads():
     import threading
-    from kronjit.dense import _kron_fill
+    from kronjit.dense import _KRON_FILL
+    _kron_fill = _KRON_FILL.short  # the twin for runs of 4
     a, b = np.ones((256, 64)), np.ones((4, 4))
     limit = _runtime.max_threads()
     old = kronjit.set_num_threads(limit)
@@ -396,7 +398,8 @@ def test_thread_count_applies_to_calls_from_other_threads():
 def test_busy_helpers_leave_a_second_caller_on_its_own_thread():
     a = np.random.default_rng(0).standard_normal((256, 64))
     b = np.ones((4, 4))
-    from kronjit.dense import _kron_fill
+    from kronjit.dense import _KRON_FILL
+    _kron_fill = _KRON_FILL.short  # the twin for runs of 4
     calls, original, _kron_fill.compiled = _spy_on_single_calls(_kron_fill)
     try:
         with _runtime._parallel_lock:  # another thread's call has the helpers
@@ -538,7 +541,8 @@ def test_free_cores_counts_running_threads_but_watching_helpers(monkeypatch, tmp
 
 @pytest.mark.skipif(_runtime.max_threads() < 2, reason="needs 2+ threads")
 def test_no_free_core_means_the_caller_alone(monkeypatch):
-    from kronjit.dense import _kron_fill
+    from kronjit.dense import _KRON_FILL
+    _kron_fill = _KRON_FILL.short  # the twin for runs of 4
     a, b = np.random.default_rng(3).standard_normal((256, 64)), np.ones((4, 4))
     monkeypatch.setattr(_runtime._helpers, "free_cores", lambda: 0)
     calls, original, _kron_fill.compiled = _spy_on_single_calls(_kron_fill)
@@ -601,9 +605,11 @@ def test_cli_info_and_compare_quick_run(tmp_path):
         data = json.load(open({str(out)!r}))
         assert data["results"] and all(r["speedup"] > 0 for r in data["results"])
         print("COMMIT", data["commit"])
+        import importlib.util
+        optional = {{"fastkron"}} if importlib.util.find_spec("pyfastkron") else set()
         assert {{r["family"] for r in data["results"]}} == {{
             "dense", "sparse", "structured", "vectrick", "operators", "programs", "family",
-            "toeplitz"}}
+            "toeplitz"}} | optional
         assert main(["compare", "--quick", "--repeat", "1", "--only", "structured",
                      "--plot", {str(tmp_path / "s.svg")!r}]) == 0
         print("OK")
