@@ -279,6 +279,24 @@ def test_short_post_gathered_from_pre(tuned, dtype, post, gather_lane):
     assert_matvec_close(kronjit.kron_matvec(factors, x), factors, x)
 
 
+@pytest.mark.parametrize("shape,count,k,want", [
+    (8, 4, 1, [[8], [8, 8, 8]]),  # gathered lanes: up to 512 rows of float64 in one group
+    (8, 4, 32, [[8, 8], [8, 8]]),  # lanes from post: 256 rows (GROUP_LANE lanes)
+    (2, 10, 1, [[2, 2], [2] * 8]),  # factors under GATHERED_MIN_FACTOR: 256 rows
+])
+def test_gathered_group_rows_capped_by_its_lanes(tuned, shape, count, k, want):
+    """On a tensor of GROUP_LANE_MIN_BYTES or more, the group on the last axes takes
+    as many rows as its gathered lanes (GATHER_LANE) leave room for when its post is
+    short and its factors are 8 or wider; other groups as many as GROUP_LANE lanes do."""
+    tuned("GROUP_LANE_MIN_BYTES", 0)
+    rng = np.random.default_rng(45)
+    factors = [rand(rng, (shape, shape), "float64") for _ in range(count)]
+    x = rand(rng, (shape ** count, k) if k > 1 else (shape ** count,), "float64")
+    steps = PreparedProduct(factors).plan(np.dtype(np.float64), k).steps
+    assert sorted(list(s.fn) for s in steps) == sorted(want)
+    assert_matvec_close(kronjit.kron_matvec(factors, x), factors, x)
+
+
 @pytest.mark.parametrize("dtype", DTYPES + ["int64"])
 def test_all_large_factors_rotate_through_plain_gemms(dtype):
     """Three or more large factors that go in axis order are each one GEMM on the
