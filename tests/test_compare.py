@@ -109,6 +109,24 @@ def test_the_default_study_leaves_out_the_full_cases():
     assert not any(c.quick and c.full for c in every)
 
 
+def test_cases_keep_their_parameters():
+    """What a case is made with reaches its results: the vec-trick's shapes, the family
+    kinds, FastKron's problem and flop count (its GFLOP/s), and no case is full-only
+    unless FULL_ONLY names it."""
+    every = cases.cases()
+    for family, keys in {"vectrick": {"shapes", "k"}, "family": {"kind", "out"},
+                         "fastkron": {"m", "p", "n", "dtype", "flops"}}.items():
+        mine = [c for c in every if c.family == family]
+        assert mine and all(keys <= set(c.params) for c in mine), family
+    assert all(isinstance(c.full, bool) for c in every)
+    fastkron = next(c for c in every if c.family == "fastkron")
+    x = np.ones(10)
+    probe = cases.Case("t", "rates", "ref", lambda: (x.copy, x.copy, None), False,
+                       {"flops": fastkron.params["flops"]})
+    row = timing.run_case(probe, repeat=1, min_time=0.001)
+    assert row["kronjit_gflops"] > 0 and row["reference_gflops"] > 0
+
+
 @pytest.mark.parametrize("flag", [[], ["--full"], ["--quick"]])
 def test_study_size_flags_select_their_cases(flag, monkeypatch, capsys):
     from kronjit.__main__ import main

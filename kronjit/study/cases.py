@@ -39,9 +39,9 @@ class Case:
     reference: str
     setup: callable
     quick: bool = False  # part of the --quick set
-    full: bool = False  # run only by --full (see FULL_ONLY)
     params: dict = field(default_factory=dict)
     busy_neighbour: bool = False  # timed while another process keeps one core busy
+    full: bool = False  # run only by --full (see FULL_ONLY)
 
     def conditions(self):
         """The context the case is timed in: beside a busy process, or as it is."""
