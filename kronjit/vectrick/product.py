@@ -2,8 +2,10 @@
 
 Factors are checked and classified (identity, sparse, dense) once; plans are
 made per result dtype, column count and transpose, and kept.  ``kron_matvec``
-prepares one per call; the operators in :mod:`kronjit.operators` keep theirs,
-so an iterative solver's repeated products pay only for the kernels.  This is
+prepares one per call, binding the factors' values to the decisions
+``plan.call_layout`` keeps across calls; the operators in
+:mod:`kronjit.operators` keep theirs bound, so an iterative solver's repeated
+products pay only for the kernels.  This is
 the vec-trick's interface to the rest of the package, with the factor checks
 the operators and the Dask module share.
 """
