@@ -57,6 +57,9 @@ def _dense(dtype):
     vectrick.kron_matvec(small, _values((64, 3), dtype))
     eights = [_values((8, 8), dtype, s) for s in range(6)]
     vectrick.kron_matvec(eights, _values(8 ** 6, dtype))
+    odd = [_values(shape, dtype, s) for s, shape in enumerate([(3, 5), (6, 2), (5, 7)])]
+    for k in (1, 4096):  # rows not in fours: the fused kernel's general twin
+        vectrick.kron_matvec(odd, _values((70, k) if k > 1 else 70, dtype))
     if dtype in FLOATING:
         spd = [s @ s.conj().T + 4 * np.eye(4, dtype=dtype) for s in small[:2]]
         product = operators.KronProduct(spd)

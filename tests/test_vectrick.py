@@ -548,6 +548,26 @@ def test_single_lane_tile_rounds_like_the_lanes(dtype, shapes):
     assert np.array_equal(got, both[:, 0]) and np.array_equal(2 * got, both[:, 1])
 
 
+@pytest.mark.parametrize("dtype", ["float64", "complex64"])
+@pytest.mark.parametrize("shapes,quads", [([(8, 8)] * 3, True), ([(4, 12), (16, 4)], True),
+                                          ([(8, 8), (6, 8)], False), ([(4, 3), (8, 4)], False)])
+def test_groups_in_fours_run_the_quads_twin(dtype, shapes, quads):
+    """A fused group whose factors all have rows in fours and four columns or more runs
+    small_group_quads (compiled without the remainder rows' code), others small_group;
+    on a group both can run, the two agree bit for bit."""
+    rng = np.random.default_rng(46)
+    factors = [rand(rng, s, dtype) for s in shapes]
+    x = rand(rng, (math.prod(n for _, n in shapes), 3), dtype)
+    plan = PreparedProduct(factors).plan(np.dtype(dtype), 3)
+    (step,) = plan.steps
+    assert step.quads == quads
+    got = kronjit.kron_matvec(factors, x)
+    assert_matvec_close(got, factors, x)
+    general = np.empty(got.size, got.dtype)
+    step._replace(quads=False).run(np.ascontiguousarray(x).reshape(-1), general)
+    assert np.array_equal(general.reshape(got.shape), got)
+
+
 @pytest.fixture
 def call_cache():
     """The call cache emptied before and after a test; returns its counters' reader."""

@@ -22,7 +22,7 @@ import numpy as np
 
 from .._runtime import max_threads
 from .._validation import KERNEL_DTYPES
-from .kernels import gemm, rotated_gemm, small_group, sparse_axis, sparse_slabs
+from .kernels import gemm, rotated_gemm, small_group, small_group_quads, sparse_axis, sparse_slabs
 
 #: Dense factors with both dimensions at most this go through the fused kernel;
 #: larger ones through BLAS ...
@@ -189,15 +189,17 @@ class SmallGroup(NamedTuple):
     fn: np.ndarray
     order: np.ndarray
     tile_elems: int
+    quads: bool  # every factor's rows in fours, four columns or more: small_group_quads
 
     def bound(self, factors, work):
         fdata = np.concatenate([f.data.ravel() for f in factors], dtype=work, casting="unsafe")
         return SmallGroup(self.pre, self.post, self.by_post, self.lane, fdata, self.foff,
-                          self.fm, self.fn, self.order, self.tile_elems)
+                          self.fm, self.fn, self.order, self.tile_elems, self.quads)
 
     def run(self, x, y):
-        small_group(x, y, self.pre, self.post, self.by_post, self.lane, self.fdata, self.foff,
-                    self.fm, self.fn, self.order, self.tile_elems, nbytes=_nbytes(x, y))
+        kernel = small_group_quads if self.quads else small_group
+        kernel(x, y, self.pre, self.post, self.by_post, self.lane, self.fdata, self.foff,
+               self.fm, self.fn, self.order, self.tile_elems, nbytes=_nbytes(x, y))
 
 
 class SparseAxis(NamedTuple):
@@ -296,7 +298,8 @@ def _small_group_step(group, pre, post, work, threads):
         while lane > LANE and gathered(lane) * work.itemsize > TILE_BYTES:
             lane //= 2
         tile = gathered(lane)
-    return SmallGroup(pre, post, by_post, lane, None, foff, fm, fn, order, tile)
+    quads = all(f.m % 4 == 0 and f.n >= 4 for f in fs if f.kind != "identity")
+    return SmallGroup(pre, post, by_post, lane, None, foff, fm, fn, order, tile, quads)
 
 
 def _step(group, sizes, work, threads):
