@@ -153,9 +153,12 @@ def group_factors(factors, itemsize, native, tensor_bytes):
                 continue
             size = math.prod(max(g.m, g.n) for _, g in group) * max(f.m, f.n)
             held = sum(g.kind != "identity" for _, g in group)
-            cap = wide_cap if held < 2 else long_cap
-            if held >= 2 and not groups and min(f.m, f.n) >= GATHERED_MIN_FACTOR:
-                cap = gathered_cap
+            if held < 2:
+                cap = wide_cap
+            elif not groups and min(f.m, f.n) >= GATHERED_MIN_FACTOR:
+                cap = gathered_cap  # the first group, on the last axes
+            else:
+                cap = long_cap
             if group and size > cap:
                 close_group()
                 if f.kind == "identity":
@@ -383,11 +386,11 @@ def call_layout(signature, factor_dtype, x_dtype, tail, contiguous, threads):
     trailing shape ``tail`` and C contiguity ``contiguous``; ``threads`` is
     ``max_threads()``, a key only.  Cached: nothing here depends on values."""
     dtype = np.result_type(factor_dtype, x_dtype)
-    which, plan = layout(signature, dtype, tail[0] if tail else 1)
+    k = math.prod(tail)
+    which, plan = layout(signature, dtype, k)
     x_copy = x_dtype != plan.work or not contiguous
     cols = math.prod(n for _, _, n in signature)
     out_shape = (math.prod(m for _, m, _ in signature),) + tail
-    k = math.prod(tail)
     nbytes = (math.prod(out_shape) * dtype.itemsize
               + (sum(plan.slot_sizes) + (cols * k if x_copy else 0)) * plan.work.itemsize)
     return Call(cols, out_shape, dtype, which, plan, x_copy, nbytes)

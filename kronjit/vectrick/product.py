@@ -175,9 +175,9 @@ class PreparedProduct:
     dtype : numpy.dtype
         numpy's promotion of the factors' dtypes.
     """
-    __slots__ = ("factors", "dtype", "_arrays", "_signature", "_oriented", "_plans", "_calls")
-    #: Plans kept per product (each a dtype, column count and transpose), and
-    #: operand signatures (dtype, trailing shape, layout, transpose).
+    __slots__ = ("factors", "dtype", "_arrays", "_signature", "_oriented", "_calls")
+    #: Operand signatures (dtype, trailing shape, layout, transpose) whose bound plans
+    #: a product keeps.
     MAX_PLANS = 8
 
     def __init__(self, factors):
@@ -186,7 +186,6 @@ class PreparedProduct:
         self._signature = tuple((f.kind, f.m, f.n) for f in self.factors)
         self.dtype = _promoted(*[f.dtype for f in factors])
         self._oriented = {}
-        self._plans = {}
         self._calls = {}
 
     def is_identity(self, i):
@@ -200,14 +199,9 @@ class PreparedProduct:
         return fs
 
     def plan(self, dtype, k, trans="N"):
-        """The plan for a result of ``dtype`` with ``k`` columns (made once, kept)."""
-        key = (dtype, k, trans)
-        plan = self._plans.get(key)
-        if plan is None:
-            if len(self._plans) >= self.MAX_PLANS:
-                self._plans.clear()
-            plan = self._plans[key] = make_plan(self._factors(trans), dtype, k)
-        return plan
+        """The plan for a result of ``dtype`` with ``k`` columns: the cached layout, bound
+        to these factors (products keep theirs per operand signature, see ``apply``)."""
+        return make_plan(self._factors(trans), dtype, k)
 
     def _call(self, x, trans, contiguous):
         """``(call, plan)``: the cached decisions for operands like these (``call_layout``)
