@@ -279,6 +279,32 @@ def test_short_post_gathered_from_pre(tuned, dtype, post, gather_lane):
     assert_matvec_close(kronjit.kron_matvec(factors, x), factors, x)
 
 
+@pytest.mark.parametrize("dtype", ["int8", "int32", "float32", "float64", "complex64",
+                                   "complex128"])
+def test_transpose8_moves_one_block_and_nothing_else(dtype):
+    """The tile gathers' 8 x 8 transpose (registers for elements up to 8 bytes, a loop
+    for complex128), compiled and as Python, at offsets and strides that are not
+    multiples of the block: exactly the transposed block, every other element kept."""
+    from numba import njit
+
+    from kronjit.vectrick.kernels import transpose8
+
+    @njit
+    def compiled(src, s, ss, dst, d, ds):
+        transpose8(src, s, ss, dst, d, ds)
+
+    rng = np.random.default_rng(8)
+    src = rand(rng, (200,), dtype)
+    s, ss, d, ds = 3, 21, 5, 13
+    want = np.zeros(120, dtype)
+    for r in range(8):
+        want[d + r * ds:d + r * ds + 8] = src[s + r:s + r + 21 * 8:21]
+    for run in (compiled, transpose8):
+        dst = np.zeros(120, dtype)
+        run(src, np.uint64(s), np.uint64(ss), dst, np.uint64(d), np.uint64(ds))
+        assert np.array_equal(dst, want)
+
+
 @pytest.mark.parametrize("shape,count,k,want", [
     (8, 4, 1, [[8], [8, 8, 8]]),  # gathered lanes: up to 512 rows of float64 in one group
     (8, 4, 32, [[8, 8], [8, 8]]),  # lanes from post: 256 rows (GROUP_LANE lanes)
