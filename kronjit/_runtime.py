@@ -14,7 +14,8 @@ The policy (docs/guide/runtime.md says why):
   or under concurrent use, and no thread spins for long after a call, so
   kronjit's kernels and numpy's BLAS do not take cores from each other; a
   call offers parts to helpers only when cores are free at that moment
-  (``_Helpers.free_cores``);
+  (``_Helpers.free_cores``), a long call also from the first part before
+  which it finds one;
 * kronjit's own LAPACK calls on small matrices run on one BLAS thread
   (``small_lapack``), the only setting of another library it touches;
 * the thread count is a process-wide setting (or a per-thread one inside
@@ -65,6 +66,12 @@ HELPER_SPIN_SECONDS = 2e-4
 #: How long a calling thread that has run out of parts watches for the parts
 #: helpers took before it sleeps until they finish.
 CALLER_WAIT_SECONDS = 1e-3
+#: Work from which a call that finds no free core runs its parts one by one and
+#: looks again before each: the threads that took the cores (an OpenMP pool
+#: spinning for milliseconds after its call, OpenBLAS's for 200 ms) stop, and
+#: the parts left go to helpers.  (Such calls take milliseconds; a look costs
+#: a few microseconds.)
+RECHECK_MIN_BYTES = 1 << 26
 
 
 class _TolerantFunctionCache(FunctionCache):
@@ -407,10 +414,11 @@ class _Job:
     __slots__ = ("runner", "args", "nparts", "helpers", "tickets", "seat", "failed", "error",
                  "holding")
 
-    def __init__(self, runner, args, nparts, helpers):
+    def __init__(self, runner, args, nparts, helpers, done=0):
         self.runner, self.args, self.nparts, self.helpers = runner, args, nparts, helpers
-        # parts taken, finished, taken from the front (by the caller), from the back
-        self.tickets = np.zeros(4, np.int64)
+        # parts taken, finished, taken from the front (by the caller), from the back;
+        # the first ``done`` parts are the caller's, already run
+        self.tickets = np.array([done, done, done, 0], np.int64)
         self.seat = itertools.count().__next__  # atomic under the GIL
         self.failed = 0  # threads whose part raised (each takes no further part)
         self.error = None
@@ -501,10 +509,10 @@ class _Helpers:
             job = None  # the arrays are the caller's to free, as soon as it returns
             watched = _watch_kernel(flag, seen, self.rounds, slot)
 
-    def run(self, runner, args, nparts, nhelpers):
+    def run(self, runner, args, nparts, nhelpers, done=0):
         if len(self.helpers) < nhelpers:
             self.start(nhelpers)
-        job = _Job(runner, args, nparts, nhelpers)
+        job = _Job(runner, args, nparts, nhelpers, done)
         self.job = job
         for helper in self.helpers[:nhelpers]:
             if helper.sleeping:
@@ -610,15 +618,29 @@ class kernel:
                     try:
                         helpers = min(threads, nparts) - 1
                         if helpers > 0:
-                            helpers = min(helpers, _helpers.free_cores())
-                        if helpers > 0:
-                            return _helpers.run(self.runner, args, nparts, helpers)
+                            free = _helpers.free_cores()
+                            if free > 0:
+                                return _helpers.run(self.runner, args, nparts,
+                                                    min(helpers, free))
+                            if (nbytes >= RECHECK_MIN_BYTES
+                                    and not getattr(_thread_state, "compile_runners", False)):
+                                return self._run_until_cores_free(args, nparts, helpers)
                     finally:
                         lock.release()
             if getattr(_thread_state, "compile_runners", False):
                 _helpers.start(0)  # (measures the watching loops the runner pauses in)
                 return _helpers.run(self.runner, args, max(nparts, 2), 0)
         return self.compiled(*args, 0, 1)
+
+    def _run_until_cores_free(self, args, nparts, helpers):
+        """Parts one by one on this thread, looking for free cores before each: from
+        the first look that finds one, the parts left run with helpers."""
+        for part in range(nparts):
+            if 0 < part < nparts - 1:
+                free = _helpers.free_cores()
+                if free > 0:
+                    return _helpers.run(self.runner, args, nparts, min(helpers, free), part)
+            self.compiled(*args, part, nparts)
 
 
 def compiling_runners():

@@ -555,6 +555,43 @@ def test_no_free_core_means_the_caller_alone(monkeypatch):
     assert np.array_equal(got, np.kron(a, b))
 
 
+@pytest.mark.skipif(_runtime.max_threads() < 2, reason="needs 2+ threads")
+@pytest.mark.parametrize("free_from", [2, None])
+def test_long_call_looks_again_for_free_cores(monkeypatch, free_from):
+    """A call of RECHECK_MIN_BYTES or more that finds no free core runs its parts one by
+    one on the caller and looks again before each: the parts left when a core frees
+    (here from the third look) go to the helpers; with none ever free, the caller runs
+    them all.  Every element is written once, by its part."""
+    looks, runs = [], []
+    monkeypatch.setattr(_runtime, "RECHECK_MIN_BYTES", _parallel_size(1))
+
+    def free_cores():
+        looks.append(1)
+        return int(free_from is not None and len(looks) > free_from)
+    monkeypatch.setattr(_runtime._helpers, "free_cores", free_cores)
+    original_run = _runtime._helpers.run
+
+    def run(*args):
+        runs.append((args[2], args[3], args[4] if len(args) > 4 else 0))
+        return original_run(*args)
+    monkeypatch.setattr(_runtime._helpers, "run", run)
+    calls, original, _mark_parts.compiled = _spy_on_single_calls(_mark_parts)
+    out = np.zeros(_parallel_size())
+    try:
+        with kronjit.num_threads(2):
+            _mark_parts(out, -1, nbytes=out.nbytes)
+    finally:
+        _mark_parts.compiled = original
+    nparts = _runtime.parts_for(out.nbytes, 2)
+    assert np.array_equal(out, np.arange(1, out.size + 1))
+    if free_from is None:
+        assert runs == [] and calls == [nparts] * nparts and len(looks) == nparts - 1
+    else:
+        # looks: at the call, then before parts 1 and 2; part 2 on goes to the job
+        assert len(looks) == free_from + 1
+        assert runs == [(nparts, 1, free_from)] and calls == [nparts] * free_from
+
+
 @pytest.mark.subprocess
 def test_no_setting_leaks_into_the_process():
     """kronjit's parallel kernels change no environment variable, no BLAS or OpenMP
