@@ -282,8 +282,8 @@ def test_short_post_gathered_from_pre(tuned, dtype, post, gather_lane):
 @pytest.mark.parametrize("dtype", ["int8", "int32", "float32", "float64", "complex64",
                                    "complex128"])
 def test_transpose8_moves_one_block_and_nothing_else(dtype):
-    """The tile gathers' 8 x 8 transpose (registers for elements up to 8 bytes, a loop
-    for complex128), compiled and as Python, at offsets and strides that are not
+    """The tile gathers' 8 x 8 transpose (registers for real and integer elements, a
+    loop for complex ones), compiled and as Python, at offsets and strides that are not
     multiples of the block: exactly the transposed block, every other element kept."""
     from numba import njit
 
