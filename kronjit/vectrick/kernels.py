@@ -271,7 +271,7 @@ def _transpose8_registers(typingctx, src, s, ss, dst, d, ds):
     return types.void(src, types.uint64, types.uint64, dst, types.uint64, types.uint64), codegen
 
 
-@overload(transpose8, inline="always")
+@overload(transpose8)
 def _transpose8_impl(src, s, ss, dst, d, ds):
     if config.BOUNDSCHECK or not isinstance(src.dtype, (types.Float, types.Integer)):
         return transpose8
