@@ -220,9 +220,9 @@ def transpose8(src, s, ss, dst, d, ds):
     """``dst[d + r * ds + c] = src[s + c * ss + r]`` for ``r, c < 8``: an 8 x 8 block
     transposed.  Jitted, for real and integer elements, it is eight vector loads, a
     shuffle network and eight vector stores (``_transpose8_registers``, in the
-    elements' own type: moved as integers of their size, float64 ran 2.3x slower on
-    one thread); this loop for complex elements (no faster in vectors) and under
-    NUMBA_BOUNDSCHECK, so that checked runs check the blocks' indices too."""
+    elements' own type, the type the kernel reads the tile back in); this loop for
+    complex elements (no faster in vectors) and under NUMBA_BOUNDSCHECK, so that
+    checked runs check the blocks' indices too."""
     for r in range(8):
         for c in range(8):
             dst[d + _U(r) * ds + _U(c)] = src[s + _U(c) * ss + _U(r)]
