@@ -384,10 +384,10 @@ def call_layout(signature, factor_dtype, x_dtype, tail, contiguous, threads):
     """The ``Call`` for factors of ``signature`` (``(kind, m, n)`` each, as applied: after
     any transpose) and promoted dtype ``factor_dtype``, on an ``x`` of ``x_dtype``,
     trailing shape ``tail`` and C contiguity ``contiguous``; ``threads`` is
-    ``max_threads()``, a key only.  Cached: nothing here depends on values."""
+    ``max_threads()``.  Cached: nothing here depends on values."""
     dtype = np.result_type(factor_dtype, x_dtype)
     k = math.prod(tail)
-    which, plan = layout(signature, dtype, k)
+    which, plan = _layout(signature, dtype, k, threads)
     x_copy = x_dtype != plan.work or not contiguous
     cols = math.prod(n for _, _, n in signature)
     out_shape = (math.prod(m for _, m, _ in signature),) + tail
