@@ -212,7 +212,8 @@ def _four_rows(src, s0, step, dst, d0, dstep, fdata, fo, n, w):
             dst[d3 + q] = muladd(f3, x0, dst[d3 + q])
 
 
-#: Positions of ``pre`` moved together by the tile gathers: a cache line of the tile.
+#: Positions of ``pre`` moved together by the tile gathers: a cache line of the tile,
+#: and the side of ``transpose8``'s blocks.
 _GATHER_BLOCK = 8
 
 
@@ -248,15 +249,14 @@ def _transpose8_registers(typingctx, src, s, ss, dst, d, ds):
         size = context.get_abi_sizeof(elem)
         vector = ir.VectorType(elem, 8)
         i64 = ir.IntType(64)
+        src_data, dst_data = (context.make_array(aty)(context, builder, ary).data
+                              for aty, ary in ((sig.args[0], src_arr), (sig.args[3], dst_arr)))
 
-        def row_pointer(ary, aty, base, stride, row):
-            data = builder.bitcast(context.make_array(aty)(context, builder, ary).data,
-                                   elem.as_pointer())
+        def row_pointer(data, base, stride, row):
             at = builder.add(base, builder.mul(stride, ir.Constant(i64, row)))
             return builder.bitcast(builder.gep(data, [at]), vector.as_pointer())
 
-        rows = [builder.load(row_pointer(src_arr, sig.args[0], s, ss, c), align=size)
-                for c in range(8)]
+        rows = [builder.load(row_pointer(src_data, s, ss, c), align=size) for c in range(8)]
         for span in (4, 2, 1):
             low, high = (ir.Constant(ir.VectorType(ir.IntType(32), 8), m)
                          for m in _shuffle_masks(span))
@@ -266,7 +266,7 @@ def _transpose8_registers(typingctx, src, s, ss, dst, d, ds):
                     rows[i] = builder.shuffle_vector(a, b, low)
                     rows[i + span] = builder.shuffle_vector(a, b, high)
         for r in range(8):
-            builder.store(rows[r], row_pointer(dst_arr, sig.args[3], d, ds, r), align=size)
+            builder.store(rows[r], row_pointer(dst_data, d, ds, r), align=size)
         return context.get_dummy_value()
     return types.void(src, types.uint64, types.uint64, dst, types.uint64, types.uint64), codegen
 
